@@ -1,0 +1,44 @@
+# sonotok: `make demo` and `make test` work from a fresh clone (they create .venv and install).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.sonotok-installed
+DEB_PACKAGES := asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 asterisk-core-sounds-fr-g722 \
+                asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722 asterisk-moh-opsound-g722
+CORPUS ?= data/corpus
+DEMO_MINUTES ?= 10
+export OMP_WAIT_POLICY ?= PASSIVE
+
+.PHONY: install debian demo test lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip setuptools wheel
+	$(PY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian packages with the offline speech corpus (needs root, as on CI).
+debian:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y $$missing; \
+	fi
+
+demo: $(STAMP) debian
+	$(VENV)/bin/sonotok corpus build --out $(CORPUS)
+	$(VENV)/bin/sonotok demo --corpus $(CORPUS) --minutes $(DEMO_MINUTES)
+
+test: $(STAMP) debian
+	@set -o pipefail; $(PY) -m pytest -q -p no:cacheprovider; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check sonotok tests bench train.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,5 @@
+"""Codec models."""
+
+from sonotok.codecs.codec import Codec
+
+__all__ = ["Codec"]

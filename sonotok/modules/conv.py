@@ -1,0 +1,178 @@
+"""Causal, streaming-ready 1-D convolutions.
+
+Each layer works two ways with identical results:
+
+* offline: ``forward(x)`` on a whole signal ``[B, C, T]``;
+* streaming: ``step(x, state) -> (y, state)`` on consecutive chunks of any size, with the state
+  created by ``init_state(batch)``. State is an explicit ``List[Tensor]`` so the layers can be
+  scripted with TorchScript and exported with ``torch.export``.
+
+Causality follows EnCodec (Défossez et al., 2022, "High Fidelity Neural Audio Compression"):
+all padding of a convolution is on the left, so output frame ``n`` only sees inputs up to the last
+sample of frame ``n``; a transposed convolution keeps its overlap tail for the next frame instead of
+waiting for the future.
+"""
+
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrizations, parametrize
+
+
+def _apply_norm(module: nn.Module, norm: str) -> nn.Module:
+    if norm == "weight_norm":
+        return parametrizations.weight_norm(module)
+    if norm in ("none", "", None):
+        return module
+    raise ValueError(f"unknown norm {norm!r}: expected 'weight_norm' or 'none'")
+
+
+def fold_weight_norm(module: nn.Module) -> nn.Module:
+    """Remove weight-norm parametrizations in place, keeping the effective weights (for export)."""
+    for m in module.modules():
+        if parametrize.is_parametrized(m):
+            for name in list(m.parametrizations.keys()):
+                parametrize.remove_parametrizations(m, name, leave_parametrized=True)
+    return module
+
+
+class StreamingConv1d(nn.Module):
+    """Causal 1-D convolution with explicit streaming state.
+
+    Offline, the input is left-padded by ``(kernel_size - 1) * dilation + 1 - stride`` samples
+    (zeros, or replicate/reflect of the first sample is avoided on purpose: zeros are what streaming
+    starts from) and right-padded to a whole number of strides, so ``T_out = ceil(T / stride)``.
+    Streaming emits an output frame as soon as its receptive field is complete; for inputs whose
+    length is a multiple of the stride the concatenated streamed output equals the offline output.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        kernel_size: kernel size (must be >= stride).
+        stride: stride.
+        dilation: dilation.
+        groups: groups.
+        bias: whether to use a bias.
+        norm: ``"weight_norm"`` or ``"none"``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool = True,
+        norm: str = "weight_norm",
+    ):
+        super().__init__()
+        if kernel_size < stride:
+            raise ValueError(f"kernel_size ({kernel_size}) must be >= stride ({stride})")
+        self.conv = _apply_norm(
+            nn.Conv1d(in_channels, out_channels, kernel_size, stride, dilation=dilation, groups=groups, bias=bias),
+            norm,
+        )
+        self.in_channels = in_channels
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.dilation = dilation
+        self.effective_kernel = (kernel_size - 1) * dilation + 1
+        self.padding = self.effective_kernel - stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Offline causal convolution. ``x: [B, C, T] -> [B, C', ceil(T / stride)]``."""
+        length = x.shape[-1]
+        extra = (-length) % self.stride
+        x = nn.functional.pad(x, (self.padding, extra))
+        return self.conv(x)
+
+    def init_state(self, batch: int) -> List[Tensor]:
+        """State: the inputs not yet consumed, starting with ``padding`` zeros."""
+        w = self.conv.weight
+        return [torch.zeros(batch, self.in_channels, self.padding, device=w.device, dtype=w.dtype)]
+
+    def step(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+        """Process one chunk ``x: [B, C, t]`` (any ``t >= 0``); returns every complete output frame."""
+        buf = torch.cat([state[0], x], dim=-1)
+        n = (buf.shape[-1] - self.effective_kernel) // self.stride + 1
+        if n <= 0:
+            y = buf.new_zeros(buf.shape[0], self.conv.out_channels, 0)
+            return y, [buf]
+        used = (n - 1) * self.stride + self.effective_kernel
+        y = self.conv(buf[..., :used])
+        return y, [buf[..., n * self.stride :]]
+
+
+class StreamingConvTranspose1d(nn.Module):
+    """Causal 1-D transposed convolution with explicit streaming state.
+
+    Offline, the full transposed convolution is computed and its last ``kernel_size - stride``
+    samples (the part that depends on future frames) are trimmed, so ``T_out = T * stride``.
+    Streaming keeps that overlap tail (without bias) as state and adds it to the next chunk.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        kernel_size: kernel size (must be >= stride).
+        stride: stride (upsampling factor).
+        bias: whether to use a bias.
+        norm: ``"weight_norm"`` or ``"none"``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        bias: bool = True,
+        norm: str = "weight_norm",
+    ):
+        super().__init__()
+        if kernel_size < stride:
+            raise ValueError(f"kernel_size ({kernel_size}) must be >= stride ({stride})")
+        self.convtr = _apply_norm(nn.ConvTranspose1d(in_channels, out_channels, kernel_size, stride, bias=False), norm)
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.tail = kernel_size - stride
+
+    def _add_bias(self, y: Tensor) -> Tensor:
+        b = self.bias
+        if b is not None:
+            y = y + b.view(1, -1, 1)
+        return y
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Offline causal transposed convolution. ``x: [B, C, T] -> [B, C', T * stride]``."""
+        y = self.convtr(x)
+        if self.tail > 0:
+            y = y[..., : y.shape[-1] - self.tail]
+        return self._add_bias(y)
+
+    def init_state(self, batch: int) -> List[Tensor]:
+        """State: the overlap tail of the previous chunk (bias excluded)."""
+        w = self.convtr.weight
+        return [torch.zeros(batch, self.out_channels, self.tail, device=w.device, dtype=w.dtype)]
+
+    def step(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+        """Process ``x: [B, C, t]`` frames; returns ``t * stride`` output samples."""
+        tail = state[0]
+        if x.shape[-1] == 0:
+            return x.new_zeros(x.shape[0], self.out_channels, 0), [tail]
+        y = self.convtr(x)
+        if self.tail > 0:
+            head = y[..., : self.tail] + tail
+            y = torch.cat([head, y[..., self.tail :]], dim=-1)
+            out = y[..., : y.shape[-1] - self.tail]
+            new_tail = y[..., y.shape[-1] - self.tail :]
+        else:
+            out = y
+            new_tail = tail
+        return self._add_bias(out), [new_tail]

@@ -1,0 +1,195 @@
+"""Residual and grouped residual vector quantization (wrappers over vector-quantize-pytorch).
+
+References:
+    Zeghidour et al., 2021, "SoundStream: An End-to-End Neural Audio Codec" (residual VQ, quantizer dropout).
+    Yang et al., 2023, "HiFi-Codec: Group-residual Vector quantization for High Fidelity Audio Codec" (GRVQ).
+"""
+
+from __future__ import annotations
+
+import torch
+import vector_quantize_pytorch as vqp
+from torch import Tensor, nn
+
+from sonotok.quantizers.base import Quantizer, QuantizerOutput
+from sonotok.quantizers.frozen import FrozenVQ
+
+
+def _linear_tensors(proj: nn.Module) -> tuple[Tensor, Tensor]:
+    if isinstance(proj, nn.Linear):
+        bias = proj.bias if proj.bias is not None else torch.zeros(proj.out_features, device=proj.weight.device)
+        return proj.weight.detach(), bias.detach()
+    return torch.empty(0), torch.empty(0)
+
+
+def _vq_kwargs(
+    kmeans_init: bool,
+    kmeans_iters: int,
+    decay: float,
+    threshold_ema_dead_code: float,
+    commitment_weight: float,
+    rotation_trick: bool,
+    learnable_codebook: bool,
+) -> dict:
+    kw = dict(
+        kmeans_init=kmeans_init,
+        kmeans_iters=kmeans_iters,
+        decay=decay,
+        threshold_ema_dead_code=threshold_ema_dead_code,
+        commitment_weight=commitment_weight,
+        rotation_trick=rotation_trick,
+    )
+    if learnable_codebook:
+        kw.update(learnable_codebook=True, ema_update=False)
+    return kw
+
+
+class ResidualVQ(Quantizer):
+    """Residual vector quantizer: ``num_codebooks`` VQ stages, each quantizing the previous residual.
+
+    With one codebook it is plain VQ (VQ-VAE). Codebooks are learned by EMA by default.
+
+    Args:
+        dim: latent dimension ``D``.
+        num_codebooks: residual stages ``K``.
+        codebook_size: codes per codebook.
+        codebook_dim: code dimension (a projection is added when it differs from ``dim``).
+        kmeans_init: initialise codebooks with k-means on the first batch.
+        kmeans_iters: k-means iterations.
+        decay: EMA decay of the codebooks.
+        threshold_ema_dead_code: re-seed codes whose EMA usage falls below this many assignments
+            per batch. Scale it with the frames per batch: with ``F`` frames and ``C`` codes a uniform
+            code gets ``F / C`` hits, so a threshold near ``0.1 * F / C`` only catches truly dead codes.
+        commitment_weight: weight of the commitment loss (reported as ``vq/commit``).
+        quantizer_dropout: train with a random number of stages (variable bitrate, SoundStream).
+        quantizer_dropout_cutoff: the minimum number of stages kept minus one.
+        rotation_trick: rotation-trick gradients (Fifty et al., 2024) instead of straight-through.
+        learnable_codebook: learn codebooks by gradient instead of EMA.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_codebooks: int = 8,
+        codebook_size: int = 1024,
+        codebook_dim: int | None = None,
+        kmeans_init: bool = True,
+        kmeans_iters: int = 10,
+        decay: float = 0.99,
+        threshold_ema_dead_code: float = 0.0,
+        commitment_weight: float = 1.0,
+        quantizer_dropout: bool = False,
+        quantizer_dropout_cutoff: int = 0,
+        rotation_trick: bool = False,
+        learnable_codebook: bool = False,
+    ):
+        super().__init__()
+        self.dim = dim
+        self.num_codebooks = num_codebooks
+        self.codebook_size = codebook_size
+        self.vq = vqp.ResidualVQ(
+            dim=dim,
+            num_quantizers=num_codebooks,
+            codebook_size=codebook_size,
+            codebook_dim=codebook_dim,
+            quantize_dropout=quantizer_dropout,
+            quantize_dropout_cutoff_index=quantizer_dropout_cutoff,
+            **_vq_kwargs(
+                kmeans_init, kmeans_iters, decay, threshold_ema_dead_code, commitment_weight, rotation_trick,
+                learnable_codebook,
+            ),
+        )
+
+    def forward(self, z: Tensor) -> QuantizerOutput:
+        """``z [B, D, T] -> QuantizerOutput`` (codes ``[B, K, T]``)."""
+        self._check_latent(z)
+        z_q, codes, commit = self.vq(z.transpose(1, 2))
+        codes = codes.transpose(1, 2).long()
+        losses = {"vq/commit": commit.sum()}
+        return QuantizerOutput(z_q.transpose(1, 2), codes, losses, self.extra_metrics(codes))
+
+    def to_frozen(self) -> FrozenVQ:
+        cbs = torch.stack([layer._codebook.embed[0] for layer in self.vq.layers]).unsqueeze(0)
+        w_in, b_in = _linear_tensors(self.vq.project_in)
+        w_out, b_out = _linear_tensors(self.vq.project_out)
+        if w_in.numel():
+            w_in, b_in, w_out, b_out = w_in[None], b_in[None], w_out[None], b_out[None]
+        return FrozenVQ(cbs, w_in, b_in, w_out, b_out, distance="lib")
+
+
+class GroupedResidualVQ(Quantizer):
+    """Grouped residual VQ (HiFi-Codec): the latent is split into ``groups`` channel groups, each
+    quantized by its own residual VQ. ``num_codebooks = groups * levels``.
+
+    Args:
+        dim: latent dimension ``D`` (divisible by ``groups``).
+        groups: channel groups.
+        levels: residual stages per group.
+        codebook_size, codebook_dim, kmeans_init, kmeans_iters, decay, threshold_ema_dead_code,
+        commitment_weight, quantizer_dropout, quantizer_dropout_cutoff, rotation_trick, learnable_codebook:
+            as in :class:`ResidualVQ`.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        groups: int = 2,
+        levels: int = 2,
+        codebook_size: int = 1024,
+        codebook_dim: int | None = None,
+        kmeans_init: bool = True,
+        kmeans_iters: int = 10,
+        decay: float = 0.99,
+        threshold_ema_dead_code: float = 0.0,
+        commitment_weight: float = 1.0,
+        quantizer_dropout: bool = False,
+        quantizer_dropout_cutoff: int = 0,
+        rotation_trick: bool = False,
+        learnable_codebook: bool = False,
+    ):
+        super().__init__()
+        if dim % groups:
+            raise ValueError(f"dim ({dim}) must be divisible by groups ({groups})")
+        self.dim = dim
+        self.groups = groups
+        self.levels = levels
+        self.num_codebooks = groups * levels
+        self.codebook_size = codebook_size
+        self.vq = vqp.GroupedResidualVQ(
+            dim=dim,
+            groups=groups,
+            num_quantizers=levels,
+            codebook_size=codebook_size,
+            codebook_dim=codebook_dim,
+            quantize_dropout=quantizer_dropout,
+            quantize_dropout_cutoff_index=quantizer_dropout_cutoff,
+            **_vq_kwargs(
+                kmeans_init, kmeans_iters, decay, threshold_ema_dead_code, commitment_weight, rotation_trick,
+                learnable_codebook,
+            ),
+        )
+
+    def forward(self, z: Tensor) -> QuantizerOutput:
+        self._check_latent(z)
+        z_q, codes, commit = self.vq(z.transpose(1, 2))
+        # library codes: [G, B, T, L] -> ours level-major [B, L * G, T]
+        b, t = z.shape[0], z.shape[2]
+        codes = codes.permute(1, 3, 0, 2).reshape(b, self.levels * self.groups, t).long()
+        losses = {"vq/commit": commit.sum()}
+        return QuantizerOutput(z_q.transpose(1, 2), codes, losses, self.extra_metrics(codes))
+
+    def check_num_codebooks(self, k: int) -> int:
+        k = super().check_num_codebooks(k)
+        if k % self.groups:
+            raise ValueError(f"num_codebooks must be a multiple of groups ({self.groups}), got {k}")
+        return k
+
+    def to_frozen(self) -> FrozenVQ:
+        cbs, w_in, b_in, w_out, b_out = [], [], [], [], []
+        for rvq in self.vq.rvqs:
+            cbs.append(torch.stack([layer._codebook.embed[0] for layer in rvq.layers]))
+            wi, bi = _linear_tensors(rvq.project_in)
+            wo, bo = _linear_tensors(rvq.project_out)
+            w_in.append(wi), b_in.append(bi), w_out.append(wo), b_out.append(bo)
+        stack = torch.stack if w_in[0].numel() else (lambda xs: torch.empty(0))
+        return FrozenVQ(torch.stack(cbs), stack(w_in), stack(b_in), stack(w_out), stack(b_out), distance="lib")
