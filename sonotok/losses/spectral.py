@@ -1,0 +1,406 @@
+"""Spectral reconstruction losses for codec training and the mel-distance validation metric.
+
+All losses take ``(x_hat, x)``: the reconstruction and the reference, audio ``[B, C, T]`` (``[B, T]`` is
+read as one channel). Lengths may differ by a few samples (decoder padding); both are cropped to the
+shorter one. Every loss returns ``dict[str, Tensor]`` with namespaced keys (``rec/mel``, ``rec/stft``,
+``rec/wave``, ``rec/loudness``) that match the ``weights`` mapping of ``conf/loss/*.yaml``.
+
+Spectra, logs and powers are computed in float32 with autocast disabled, so the losses are safe under
+mixed precision.
+
+References:
+    - Yamamoto et al., "Parallel WaveGAN", ICASSP 2020 (multi-resolution STFT loss: spectral convergence
+      + log magnitude).
+    - Kumar et al., "High-Fidelity Audio Compression with Improved RVQGAN" (DAC), NeurIPS 2023
+      (multi-scale log-mel L1).
+    - Défossez et al., "High Fidelity Neural Audio Compression" (EnCodec), TMLR 2023 (multi-scale mel
+      L1 + L2 and waveform L1).
+    - Braun & Tashev, "A consolidated view of loss functions for supervised deep learning-based speech
+      enhancement", TSP 2021 (power-law compressed magnitude and complex spectral losses, c = 0.3).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+import torchaudio
+from torch import Tensor, nn
+
+from sonotok.losses._utils import crop_pair, no_autocast
+
+__all__ = [
+    "MultiResolutionMelLoss",
+    "MultiResolutionSTFTLoss",
+    "WaveformLoss",
+    "mel_distance",
+]
+
+
+def _resolutions(
+    n_ffts: Sequence[int], hop_lengths: Sequence[int] | None, win_lengths: Sequence[int] | None, name: str
+) -> list[tuple[int, int, int]]:
+    n_ffts = [int(n) for n in n_ffts]
+    hops = [n // 4 for n in n_ffts] if hop_lengths is None else [int(h) for h in hop_lengths]
+    wins = list(n_ffts) if win_lengths is None else [int(w) for w in win_lengths]
+    if not (len(n_ffts) == len(hops) == len(wins)) or not n_ffts:
+        raise ValueError(
+            f"{name}: n_ffts, hop_lengths and win_lengths need the same non-zero length, got "
+            f"{n_ffts}, {hops}, {wins}"
+        )
+    for n, h, w in zip(n_ffts, hops, wins):
+        if not (0 < h and 0 < w <= n):
+            raise ValueError(f"{name}: bad resolution n_fft={n} hop={h} win={w} (need 0 < win <= n_fft)")
+    return list(zip(n_ffts, hops, wins))
+
+
+def _flatten_channels(x: Tensor) -> Tensor:
+    """``[B, C, T]`` -> ``[B * C, T]`` in float32."""
+    return x.reshape(-1, x.shape[-1]).float()
+
+
+def _check_long_enough(t: int, n_fft: int, name: str) -> None:
+    if t <= n_fft // 2:
+        raise ValueError(
+            f"{name}: audio of {t} samples is too short for n_fft={n_fft} (need more than {n_fft // 2})"
+        )
+
+
+def _empty_mel_filters(fb: Tensor) -> int:
+    """Number of all-zero mel filters in a ``[n_freqs, n_mels]`` filterbank."""
+    return int((fb.amax(dim=0) <= 0).sum())
+
+
+class MultiResolutionMelLoss(nn.Module):
+    """L1 distance between log-mel spectrograms at several STFT resolutions.
+
+    For each resolution the loss is ``log_weight * L1(log10(max(M(x_hat), eps)), log10(max(M(x), eps)))
+    + mag_weight * L1(M(x_hat), M(x))`` where ``M`` is a magnitude (``power=1``) mel spectrogram; the
+    result is the mean over resolutions, so its scale does not depend on how many are used (DAC sums
+    them: multiply the weight by the number of resolutions to match DAC's ``rec/mel`` weight of 15).
+
+    Mel filterbanks and windows come from ``torchaudio.transforms.MelSpectrogram`` and are built once
+    (buffers of submodules, they follow ``.to(device)``). Filterbanks with empty (all-zero) filters are
+    rejected: lower ``n_mels`` for that ``n_fft`` or raise ``fmin``.
+
+    See Kumar et al. 2023 (DAC) and Défossez et al. 2023 (EnCodec).
+
+    Args:
+        sample_rate: audio sample rate in Hz.
+        n_ffts: FFT sizes, one per resolution. The defaults (256 ... 2048) suit 16-24 kHz audio.
+        hop_lengths: hops per resolution (default ``n_fft // 4``).
+        win_lengths: window lengths per resolution (default ``n_fft``).
+        n_mels: mel bands per resolution (one int for all, or one per resolution).
+        fmin: lowest mel frequency in Hz.
+        fmax: highest mel frequency in Hz (default Nyquist).
+        log_eps: clamp floor before the log.
+        mag_weight: weight of the L1 on linear mel magnitudes (EnCodec uses a linear term too).
+        log_weight: weight of the L1 on log10 mel magnitudes.
+        key: the returned key.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int,
+        n_ffts: Sequence[int] = (256, 512, 1024, 2048),
+        hop_lengths: Sequence[int] | None = None,
+        win_lengths: Sequence[int] | None = None,
+        n_mels: int | Sequence[int] = (32, 64, 128, 128),
+        fmin: float = 0.0,
+        fmax: float | None = None,
+        log_eps: float = 1e-5,
+        mag_weight: float = 0.0,
+        log_weight: float = 1.0,
+        key: str = "rec/mel",
+    ):
+        super().__init__()
+        res = _resolutions(n_ffts, hop_lengths, win_lengths, type(self).__name__)
+        mels = [int(n_mels)] * len(res) if isinstance(n_mels, int) else [int(m) for m in n_mels]
+        if len(mels) != len(res):
+            raise ValueError(f"{type(self).__name__}: {len(mels)} n_mels for {len(res)} resolutions")
+        self.sample_rate = int(sample_rate)
+        self.log_eps = float(log_eps)
+        self.mag_weight = float(mag_weight)
+        self.log_weight = float(log_weight)
+        self.key = key
+        self.resolutions = res
+        self.mels = nn.ModuleList()
+        for (n_fft, hop, win), m in zip(res, mels):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torchaudio warns on empty filters; we raise instead
+                mel = torchaudio.transforms.MelSpectrogram(
+                    sample_rate=self.sample_rate,
+                    n_fft=n_fft,
+                    win_length=win,
+                    hop_length=hop,
+                    f_min=fmin,
+                    f_max=fmax,
+                    n_mels=m,
+                    power=1.0,
+                    center=True,
+                    pad_mode="reflect",
+                    norm="slaney",
+                    mel_scale="slaney",
+                )
+            empty = _empty_mel_filters(mel.mel_scale.fb)
+            if empty:
+                raise ValueError(
+                    f"{type(self).__name__}: n_fft={n_fft} with n_mels={m} at {self.sample_rate} Hz "
+                    f"(fmin={fmin}, fmax={fmax}) gives {empty} empty mel filters; use fewer mels"
+                )
+            self.mels.append(mel)
+
+    def forward(self, x_hat: Tensor, x: Tensor) -> dict[str, Tensor]:
+        """Computes the loss.
+
+        Args:
+            x_hat: reconstruction ``[B, C, T1]``.
+            x: reference ``[B, C, T2]``.
+
+        Returns:
+            ``{key: scalar}`` (default key ``rec/mel``).
+        """
+        x_hat, x = crop_pair(x_hat, x, type(self).__name__)
+        with no_autocast(x.device.type):
+            xh, xr = _flatten_channels(x_hat), _flatten_channels(x)
+            both = torch.cat([xh, xr], dim=0)
+            total = both.new_zeros(())
+            for (n_fft, _, _), mel in zip(self.resolutions, self.mels):
+                _check_long_enough(both.shape[-1], n_fft, type(self).__name__)
+                m_hat, m = mel(both).chunk(2, dim=0)
+                if self.log_weight:
+                    log_hat = torch.log10(m_hat.clamp(min=self.log_eps))
+                    log_ref = torch.log10(m.clamp(min=self.log_eps))
+                    total = total + self.log_weight * F.l1_loss(log_hat, log_ref)
+                if self.mag_weight:
+                    total = total + self.mag_weight * F.l1_loss(m_hat, m)
+        return {self.key: total / len(self.mels)}
+
+
+class MultiResolutionSTFTLoss(nn.Module):
+    """Multi-resolution STFT loss: spectral convergence + log-magnitude L1 (+ compressed terms).
+
+    Per resolution, with ``S`` the complex STFT:
+
+    - spectral convergence ``||  |S_hat| - |S|  ||_F / ||S||_F`` per item, averaged (Parallel WaveGAN);
+    - log-magnitude ``mean |log|S_hat| - log|S||`` (natural log, clamped at ``eps``);
+    - optional compressed magnitude ``mean (|S_hat|^c - |S|^c)^2`` and compressed complex
+      ``mean |S_hat |S_hat|^(c-1) - S |S|^(c-1)|^2`` with ``c = compress_power`` (Braun & Tashev 2021).
+      The compressed terms are linear-domain, so they keep loud peaks loud (log losses pull them down),
+      and the complex one also constrains phase.
+
+    The result is the weighted sum of the terms, averaged over resolutions.
+
+    Args:
+        n_ffts: FFT sizes, one per resolution.
+        hop_lengths: hops (default ``n_fft // 4``).
+        win_lengths: Hann window lengths (default ``n_fft``).
+        sc_weight: weight of spectral convergence.
+        log_mag_weight: weight of the log-magnitude L1.
+        compressed_mag_weight: weight of the compressed-magnitude MSE (0 disables).
+        compressed_complex_weight: weight of the compressed-complex MSE (0 disables).
+        compress_power: the compression exponent ``c``.
+        eps: floor for magnitudes (log and gradient of ``|S|^c`` at 0).
+        key: the returned key.
+    """
+
+    def __init__(
+        self,
+        n_ffts: Sequence[int] = (512, 1024, 2048),
+        hop_lengths: Sequence[int] | None = None,
+        win_lengths: Sequence[int] | None = None,
+        sc_weight: float = 1.0,
+        log_mag_weight: float = 1.0,
+        compressed_mag_weight: float = 0.0,
+        compressed_complex_weight: float = 0.0,
+        compress_power: float = 0.3,
+        eps: float = 1e-5,
+        key: str = "rec/stft",
+    ):
+        super().__init__()
+        self.resolutions = _resolutions(n_ffts, hop_lengths, win_lengths, type(self).__name__)
+        self.sc_weight = float(sc_weight)
+        self.log_mag_weight = float(log_mag_weight)
+        self.compressed_mag_weight = float(compressed_mag_weight)
+        self.compressed_complex_weight = float(compressed_complex_weight)
+        self.compress_power = float(compress_power)
+        self.eps = float(eps)
+        self.key = key
+        self.specs = nn.ModuleList(
+            torchaudio.transforms.Spectrogram(
+                n_fft=n, win_length=w, hop_length=h, power=None, center=True, pad_mode="reflect"
+            )
+            for n, h, w in self.resolutions
+        )
+
+    def _terms(self, s_hat: Tensor, s: Tensor) -> Tensor:
+        eps2 = self.eps**2
+        mag_hat = torch.sqrt(s_hat.real.square() + s_hat.imag.square() + eps2)
+        mag = torch.sqrt(s.real.square() + s.imag.square() + eps2)
+        out = mag.new_zeros(())
+        if self.sc_weight:
+            num = torch.linalg.vector_norm(mag_hat - mag, dim=(-2, -1))
+            den = torch.linalg.vector_norm(mag, dim=(-2, -1)).clamp(min=self.eps)
+            out = out + self.sc_weight * (num / den).mean()
+        if self.log_mag_weight:
+            out = out + self.log_mag_weight * F.l1_loss(torch.log(mag_hat), torch.log(mag))
+        c = self.compress_power
+        if self.compressed_mag_weight:
+            out = out + self.compressed_mag_weight * F.mse_loss(mag_hat.pow(c), mag.pow(c))
+        if self.compressed_complex_weight:
+            ch = s_hat * mag_hat.pow(c - 1.0)
+            cr = s * mag.pow(c - 1.0)
+            out = out + self.compressed_complex_weight * (ch - cr).abs().square().mean()
+        return out
+
+    def forward(self, x_hat: Tensor, x: Tensor) -> dict[str, Tensor]:
+        """Computes the loss.
+
+        Args:
+            x_hat: reconstruction ``[B, C, T1]``.
+            x: reference ``[B, C, T2]``.
+
+        Returns:
+            ``{key: scalar}`` (default key ``rec/stft``).
+        """
+        x_hat, x = crop_pair(x_hat, x, type(self).__name__)
+        with no_autocast(x.device.type):
+            both = torch.cat([_flatten_channels(x_hat), _flatten_channels(x)], dim=0)
+            total = both.new_zeros(())
+            for (n_fft, _, _), spec in zip(self.resolutions, self.specs):
+                _check_long_enough(both.shape[-1], n_fft, type(self).__name__)
+                s_hat, s = spec(both).chunk(2, dim=0)
+                total = total + self._terms(s_hat, s)
+        return {self.key: total / len(self.specs)}
+
+
+class WaveformLoss(nn.Module):
+    """L1 on samples, and optionally a frame-wise loudness (RMS in dB) term.
+
+    The loudness term is ``mean_frames |max(L(x_hat), floor) - max(L(x), floor)|`` where
+    ``L = 10 log10(mean(x^2) + 1e-10)`` over frames of ``frame_length`` samples. It is measured in dB,
+    so a constant gain error of ``g`` dB costs ``|g|`` on every active frame; this counters the 3-10 dB
+    quietness that log-domain spectral losses produce (see ``notes/fast-default-measurements.md``).
+    Frames quieter than ``floor_db`` in both signals cost nothing.
+
+    See Défossez et al. 2023 (EnCodec) for the waveform L1.
+
+    Args:
+        l1_weight: weight of the sample L1 (returned as ``rec/wave``; 0 leaves the key out).
+        loudness: also return ``rec/loudness``.
+        frame_length: loudness frame in samples.
+        hop_length: loudness hop in samples (default ``frame_length // 2``).
+        floor_db: loudness floor in dBFS.
+    """
+
+    def __init__(
+        self,
+        l1_weight: float = 1.0,
+        loudness: bool = False,
+        frame_length: int = 1024,
+        hop_length: int | None = None,
+        floor_db: float = -70.0,
+    ):
+        super().__init__()
+        if frame_length <= 0:
+            raise ValueError(f"WaveformLoss: frame_length must be positive, got {frame_length}")
+        self.l1_weight = float(l1_weight)
+        self.loudness = bool(loudness)
+        self.frame_length = int(frame_length)
+        self.hop_length = int(hop_length) if hop_length else max(1, self.frame_length // 2)
+        self.floor_db = float(floor_db)
+
+    def frame_db(self, x: Tensor) -> Tensor:
+        """Frame RMS level in dB, ``[B, C, T] -> [B, C, frames]`` (one frame at least)."""
+        x = x.float()
+        if x.shape[-1] < self.frame_length:
+            x = F.pad(x, (0, self.frame_length - x.shape[-1]))
+        ms = F.avg_pool1d(x.square(), kernel_size=self.frame_length, stride=self.hop_length)
+        return 10.0 * torch.log10(ms + 1e-10)
+
+    def forward(self, x_hat: Tensor, x: Tensor) -> dict[str, Tensor]:
+        """Computes the loss.
+
+        Args:
+            x_hat: reconstruction ``[B, C, T1]``.
+            x: reference ``[B, C, T2]``.
+
+        Returns:
+            ``{"rec/wave": scalar}`` plus ``"rec/loudness"`` when ``loudness`` is set.
+        """
+        x_hat, x = crop_pair(x_hat, x, type(self).__name__)
+        out: dict[str, Tensor] = {}
+        if self.l1_weight:
+            out["rec/wave"] = self.l1_weight * F.l1_loss(x_hat.float(), x.float())
+        if self.loudness:
+            with no_autocast(x.device.type):
+                db_hat = self.frame_db(x_hat).clamp(min=self.floor_db)
+                db = self.frame_db(x).clamp(min=self.floor_db)
+                out["rec/loudness"] = (db_hat - db).abs().mean()
+        return out
+
+
+_MEL_CACHE: dict[tuple, tuple[Tensor, Tensor]] = {}
+
+
+def _mel_tables(sample_rate: int, n_fft: int, n_mels: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    key = (sample_rate, n_fft, n_mels, str(device))
+    if key not in _MEL_CACHE:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fb = torchaudio.functional.melscale_fbanks(
+                n_freqs=n_fft // 2 + 1,
+                f_min=0.0,
+                f_max=sample_rate / 2,
+                n_mels=n_mels,
+                sample_rate=sample_rate,
+                norm="slaney",
+                mel_scale="slaney",
+            )
+        if _empty_mel_filters(fb):
+            raise ValueError(
+                f"mel_distance: n_fft={n_fft}, n_mels={n_mels} at {sample_rate} Hz has empty filters"
+            )
+        _MEL_CACHE[key] = (torch.hann_window(n_fft, device=device), fb.to(device))
+    return _MEL_CACHE[key]
+
+
+def mel_distance(
+    x_hat: Tensor,
+    x: Tensor,
+    sample_rate: int,
+    n_fft: int = 1024,
+    hop_length: int = 256,
+    n_mels: int = 80,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Mean L1 distance between log10 magnitude mel spectrograms at one fixed resolution.
+
+    The validation metric of codec training (lower is better; 0 for identical inputs). Both inputs are
+    cropped to the shorter length. The window and filterbank are cached per device.
+
+    Args:
+        x_hat: reconstruction ``[B, C, T1]`` (or ``[B, T1]``).
+        x: reference ``[B, C, T2]``.
+        sample_rate: sample rate in Hz.
+        n_fft: FFT size (window = ``n_fft``, Hann).
+        hop_length: hop in samples.
+        n_mels: mel bands.
+        eps: clamp floor before the log.
+
+    Returns:
+        A scalar tensor.
+    """
+    x_hat, x = crop_pair(x_hat, x, "mel_distance")
+    with no_autocast(x.device.type):
+        window, fb = _mel_tables(int(sample_rate), n_fft, n_mels, x.device)
+        both = torch.cat([_flatten_channels(x_hat), _flatten_channels(x)], dim=0)
+        pad_mode = "reflect" if both.shape[-1] > n_fft // 2 else "constant"
+        spec = torch.stft(
+            both, n_fft, hop_length, n_fft, window, center=True, pad_mode=pad_mode, return_complex=True
+        ).abs()
+        mel = torch.einsum("bft,fm->bmt", spec, fb)
+        m_hat, m = torch.log10(mel.clamp(min=eps)).chunk(2, dim=0)
+        return F.l1_loss(m_hat, m)
