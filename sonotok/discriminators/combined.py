@@ -25,7 +25,9 @@ class CombinedDiscriminator(nn.Module):
             ``(list of logits, list of lists of feature maps)``.
 
     ``forward(x [B, 1, T])`` returns ``(logits, features)``: the sub-discriminators' lists concatenated
-    in order; :attr:`names` gives the owner of each entry (``"mpd.0"``, ``"mpd.1"``, ...) after a call.
+    in order. :attr:`names` labels each entry (``"mpd.0"``, ``"mpd.1"``, ...), e.g. for per-discriminator
+    logging; it is fixed at construction from each sub-module's ``discriminators`` list (a sub-module
+    without one counts as a single entry), so ``forward`` mutates no state (compile/DDP friendly).
     """
 
     def __init__(self, discriminators: Mapping[str, nn.Module | None] | Sequence[nn.Module]):
@@ -43,13 +45,16 @@ class CombinedDiscriminator(nn.Module):
                 )
         self.discriminators = nn.ModuleDict(items)
         self.names: list[str] = []
+        for name, d in items.items():
+            subs = getattr(d, "discriminators", None)
+            n = len(subs) if isinstance(subs, (nn.ModuleList, list, tuple)) else 1
+            self.names.extend(f"{name}.{i}" for i in range(n))
 
     def forward(self, x: Tensor) -> DiscriminatorOutput:
         """Scores audio ``[B, 1, T]``; see the class docstring for the output structure."""
         x = check_audio(x, type(self).__name__)
         logits: list[Tensor] = []
         features: list[list[Tensor]] = []
-        names: list[str] = []
         for name, d in self.discriminators.items():
             lg, ft = d(x)
             if len(lg) != len(ft):
@@ -58,6 +63,4 @@ class CombinedDiscriminator(nn.Module):
                 )
             logits.extend(lg)
             features.extend(ft)
-            names.extend(f"{name}.{i}" for i in range(len(lg)))
-        self.names = names
         return logits, features

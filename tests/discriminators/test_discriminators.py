@@ -78,7 +78,7 @@ def test_combined_concatenates_and_backpropagates():
     real_logits, real_feats = combined(x)
     expected = sum(len(s.discriminators) for s in subs.values())
     assert len(real_logits) == len(real_feats) == len(combined.names) == expected
-    assert combined.names[0] == "mpd.0"
+    assert combined.names[:3] == ["mpd.0", "mpd.1", "msd.0"]
 
     # discriminator step
     fake_logits, _ = combined(fake.detach())

@@ -40,3 +40,11 @@ def test_weight_override_syntax():
         cfg = compose(config_name=None, overrides=["+loss=default", "loss.weights={rec/mel:30}"])
     assert cfg.loss.weights["rec/mel"] == 30
     assert cfg.loss.weights["adv/gen"] == 1.0
+
+
+def test_compressed_variant_enables_compressed_terms():
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        cfg = compose(config_name=None, overrides=["+loss=compressed", "+codec.sample_rate=16000"])
+    stft = instantiate(cfg.loss.modules.stft)
+    assert stft.compressed_complex_weight == 1.0 and stft.sc_weight == 1.0
+    assert cfg.loss.modules.mel.sample_rate == 16000

@@ -133,3 +133,13 @@ def test_shape_errors_are_clear():
         _small_mel()(torch.zeros(1, 2, 3000), torch.zeros(2, 1, 3000))
     with pytest.raises(ValueError, match="too short"):
         _small_mel()(torch.zeros(1, 1, 100), torch.zeros(1, 1, 100))
+
+
+def test_losses_run_in_float32_under_autocast():
+    x = _audio()
+    y = _audio()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for loss in (_small_mel(), MultiResolutionSTFTLoss(n_ffts=(256,), compressed_complex_weight=1.0)):
+            out = loss(y.bfloat16(), x)
+            assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in out.values())
+        assert mel_distance(y, x, SR).dtype == torch.float32
