@@ -27,6 +27,7 @@ Real-time factors are compute seconds per audio second (below 1 is faster than r
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -336,6 +337,13 @@ def _plot_codebook_usage(counts: Tensor, stats: Mapping[str, Tensor], path: Path
 # ------------------------------------------------------------------------------------------- evaluate
 
 
+def _accepts(fn, name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -367,8 +375,9 @@ def evaluate(
             audio file, or a list of these.
         max_files: evaluate at most this many files (the first ones, in manifest/sorted order).
         max_seconds: crop each file to its first ``max_seconds`` seconds.
-        num_codebooks: decode from the first ``K`` codebooks only (residual VQ bitrate scaling);
-            ``None`` uses all of them.
+        num_codebooks: decode from the first ``K`` codebooks only (residual VQ bitrate scaling); passed
+            to ``codec.encode(wav, num_codebooks=K)`` when it takes that argument, else the codes are
+            truncated. ``None`` uses all of them.
         device: where to run the codec (it is moved there and put in eval mode).
         out_dir: when given, write ``metrics.json``, ``spectrograms.png``, ``codebook_usage.png`` there.
         save_wavs: also write the first ``save_wavs`` reconstructions to ``out_dir/wavs/``.
@@ -393,6 +402,8 @@ def evaluate(
     codebook_size = int(codec.codebook_size)
     frame_rate = float(codec.frame_rate)
     usage = CodebookUsage(k, codebook_size)
+    # codecs whose encode() takes num_codebooks (e.g. grouped RVQ) choose the subset themselves
+    pass_k = k < total_k and _accepts(codec.encode, "num_codebooks")
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -406,7 +417,7 @@ def evaluate(
             x = wav.unsqueeze(0).to(device)  # [1, 1, T]
             _sync(device)
             t0 = time.perf_counter()
-            codes = codec.encode(x)
+            codes = codec.encode(x, num_codebooks=k) if pass_k else codec.encode(x)
             _sync(device)
             t1 = time.perf_counter()
             if codes.dim() != 3 or codes.shape[0] != 1 or codes.shape[1] < k:

@@ -148,3 +148,33 @@ def test_eval_cli(corpus, tmp_path, monkeypatch, capsys):
         ["eval", "--model", "x", "--data", str(tmp_path / "missing.jsonl"), "--device", "cpu"]
     )
     assert bad.func(bad) == 1
+
+
+class TwoBookMuLaw(MuLawCodec):
+    """Two identical codebooks; encode takes ``num_codebooks`` like the real Codec."""
+
+    num_codebooks = 2
+
+    def __init__(self):
+        super().__init__()
+        self.asked = []
+
+    def encode(self, wav, num_codebooks=None):
+        self.asked.append(num_codebooks)
+        return super().encode(wav).repeat(1, num_codebooks or 2, 1)
+
+    def decode(self, codes):
+        return super().decode(codes[:, :1])
+
+
+def test_evaluate_num_codebooks(corpus):
+    codec = TwoBookMuLaw()
+    full = evaluate(codec, corpus, max_files=1, max_seconds=0.5, verbose=False)
+    half = evaluate(codec, corpus, max_files=1, max_seconds=0.5, num_codebooks=1, verbose=False)
+    assert codec.asked == [None, 1]
+    assert full["summary"]["bitrate_kbps"] == pytest.approx(256.0)
+    assert half["summary"]["bitrate_kbps"] == pytest.approx(128.0)
+    assert len(full["codebooks"]) == 2 and len(half["codebooks"]) == 1
+    assert half["summary"]["si_sdr"] == pytest.approx(full["summary"]["si_sdr"])
+    with pytest.raises(ValueError, match="num_codebooks"):
+        evaluate(codec, corpus, num_codebooks=3, verbose=False)
