@@ -1,0 +1,117 @@
+"""The Hydra training entry point shared by ``python train.py`` and ``sonotok train``.
+
+The config tree lives inside the package (``sonotok/conf``), so training works the same from a clone
+and from an installed wheel.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def _instantiate_mapping(node: Optional[DictConfig]) -> List[Any]:
+    from hydra.utils import instantiate
+
+    if not node:
+        return []
+    return [instantiate(v) for v in node.values() if v is not None]
+
+
+def resolve_resume(cfg: DictConfig) -> Optional[str]:
+    """``resume: auto`` -> last checkpoint of ``out_dir`` if any; a path -> that path; null -> none."""
+    resume = cfg.get("resume")
+    if resume in (None, "", "null", "none"):
+        return None
+    if resume == "auto":
+        last = Path(cfg.out_dir) / "checkpoints" / "last.ckpt"
+        return str(last) if last.is_file() else None
+    if not Path(resume).is_file():
+        raise FileNotFoundError(f"resume checkpoint {resume}: no such file")
+    return str(resume)
+
+
+def build_module(cfg: DictConfig):
+    """Build the LightningModule (codec, discriminator, losses, optimizers) from a composed config."""
+    from hydra.utils import instantiate
+
+    from sonotok.training.codec_module import CodecLightningModule
+
+    codec = instantiate(cfg.codec)
+    disc = instantiate(cfg.discriminator) if cfg.get("discriminator") else None
+    losses = {k: instantiate(v) for k, v in cfg.loss.modules.items() if v is not None}
+    weights = OmegaConf.to_container(cfg.loss.weights, resolve=True)
+    return CodecLightningModule(
+        codec=codec,
+        losses=losses,
+        weights=weights,
+        discriminator=disc,
+        optimizer=instantiate(cfg.optim.generator),
+        disc_optimizer=instantiate(cfg.optim.discriminator),
+        model_config=OmegaConf.to_container(cfg.codec, resolve=True),
+        **OmegaConf.to_container(cfg.schedule, resolve=True),
+    )
+
+
+def run_training(cfg: DictConfig) -> Dict[str, Any]:
+    """Train from a composed config; returns a summary (steps, minutes, paths)."""
+    import lightning.pytorch as pl
+    import torch
+    from hydra.utils import instantiate
+
+    from sonotok.model_io import save_model
+
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    pl.seed_everything(int(cfg.seed), workers=True)
+    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, Path(cfg.out_dir) / "train_config.yaml", resolve=False)
+
+    module = build_module(cfg)
+    datamodule = instantiate(cfg.data)
+    callbacks = _instantiate_mapping(cfg.get("callbacks"))
+    loggers = _instantiate_mapping(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    ckpt_path = resolve_resume(cfg)
+    if ckpt_path:
+        print(f"resuming from {ckpt_path}")
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    minutes = (time.perf_counter() - t0) / 60
+    summary: Dict[str, Any] = {
+        "steps": int(module.gen_steps),
+        "global_step": int(trainer.global_step),
+        "minutes_this_run": minutes,
+        "out_dir": str(cfg.out_dir),
+    }
+    if trainer.is_global_zero and cfg.get("export_dir") and not trainer.fast_dev_run:
+        extra = {"train_steps": int(module.gen_steps), "train_minutes_last_run": round(minutes, 2)}
+        save_model(module.codec, cfg.export_dir, OmegaConf.to_container(cfg.codec, resolve=True), extra=extra)
+        summary["model_dir"] = str(cfg.export_dir)
+        print(f"model saved to {cfg.export_dir} (load with sonotok.load)")
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry: ``python train.py experiment=tiny trainer.max_steps=100``."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    run_training(cfg)
+
+
+def compose_config(overrides: Optional[List[str]] = None, config_name: str = "train") -> DictConfig:
+    """Compose the training config without running (for tests, notebooks and benchmarks)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=CONF_DIR):
+        cfg = compose(config_name=config_name, overrides=list(overrides or []))
+    return cfg
