@@ -111,6 +111,16 @@ class Codec(nn.Module):
             wav = AF.resample(wav, int(sample_rate), self.sample_rate)
         return wav
 
+    def pad_to_frames(self, wav: Tensor) -> Tensor:
+        """Zero-pad the end of ``wav`` to a whole number of frames.
+
+        Every strided layer then sees a whole number of strides, so the last frame's code is the same
+        whether the file is encoded alone, in a padded batch or streamed (the causal model never looks
+        past the end of a frame).
+        """
+        extra = (-wav.shape[-1]) % self.hop_length
+        return F.pad(wav, (0, extra)) if extra else wav
+
     def num_frames(self, num_samples: int) -> int:
         """Code frames produced for ``num_samples`` input samples."""
         return -(-num_samples // self.hop_length)
@@ -150,6 +160,7 @@ class Codec(nn.Module):
             num_codebooks: keep the first ``K`` codebooks (lower bitrate).
         """
         wav = self.prepare(wav, sample_rate)
+        wav = self.pad_to_frames(wav)
         z = self.encoder(wav)
         return self.quantizer.encode(z, num_codebooks)
 
