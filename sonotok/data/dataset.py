@@ -1,0 +1,252 @@
+"""Audio datasets over folders and JSONL manifests: fixed-length random crops for training, whole files
+for validation.
+
+Sources are scanned once (``soundfile.info`` per file, cached per folder for the life of the process);
+manifests carry their durations. Crops are deterministic per ``(seed, epoch, index)``: the epoch reaches
+worker processes through :class:`EpochSampler`, which yields ``(index, epoch)`` pairs (Lightning calls its
+``set_epoch`` every epoch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from sonotok.data.audio import AUDIO_EXTENSIONS, audio_info, load_audio
+from sonotok.errors import AudioError
+
+__all__ = ["AudioDataset", "AudioItem", "EpochSampler", "collate_pad", "scan_sources", "total_hours"]
+
+SCAN_EXTENSIONS = (".wav", ".flac", ".ogg")
+
+
+@dataclass(frozen=True)
+class AudioItem:
+    """One file of a dataset: absolute path, duration in seconds, and manifest metadata."""
+
+    path: str
+    duration: float
+    speaker: str | None = None
+    language: str | None = None
+    split: str | None = None
+
+
+_FOLDER_CACHE: dict[tuple[str, float], list[AudioItem]] = {}
+
+
+def _scan_folder(folder: Path) -> list[AudioItem]:
+    real = os.path.realpath(folder)
+    key = (real, folder.stat().st_mtime)
+    if key in _FOLDER_CACHE:
+        return _FOLDER_CACHE[key]
+    items = []
+    for root, dirs, files in os.walk(real, followlinks=True):
+        dirs.sort()
+        for f in sorted(files):
+            if f.startswith(".") or not f.lower().endswith(SCAN_EXTENSIONS):
+                continue
+            p = os.path.join(root, f)
+            items.append(AudioItem(p, audio_info(p).duration))
+    _FOLDER_CACHE[key] = items
+    return items
+
+
+def _read_manifest(path: Path) -> list[AudioItem]:
+    base = path.parent
+    items = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+                rel = row["path"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise AudioError(path, f"line {n}: not a manifest row with a 'path' field ({e})") from e
+            p = rel if os.path.isabs(rel) else str(base / rel)
+            dur = row.get("duration")
+            if dur is None:
+                dur = audio_info(p).duration
+            items.append(AudioItem(p, float(dur), row.get("speaker"), row.get("language"), row.get("split")))
+    return items
+
+
+def scan_sources(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> list[AudioItem]:
+    """List the audio files of a folder (recursive wav/flac/ogg), a JSONL manifest, a single audio file, or a
+    list of those, in a deterministic order.
+
+    Raises:
+        AudioError: a source that does not exist or is not a folder/manifest/audio file.
+    """
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    items: list[AudioItem] = []
+    for s in sources:
+        p = Path(s)
+        if p.is_dir():
+            items += _scan_folder(p)
+        elif p.suffix.lower() in (".jsonl", ".json") and p.is_file():
+            items += _read_manifest(p)
+        elif p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS:
+            items.append(AudioItem(str(p), audio_info(p).duration))
+        elif not p.exists():
+            raise AudioError(
+                p, "dataset source not found (expected a folder, a .jsonl manifest or an audio file)"
+            )
+        else:
+            raise AudioError(
+                p, "unsupported dataset source (expected a folder, a .jsonl manifest or an audio file)"
+            )
+    return items
+
+
+def _seed_for(seed: int, epoch: int, index: int) -> int:
+    h = hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class AudioDataset(Dataset):
+    """Audio files as ``[C, T]`` float32 tensors at one sample rate.
+
+    Args:
+        sources: a folder (recursive wav/flac/ogg), a JSONL manifest (``path`` relative to the manifest,
+            optional ``duration``/``speaker``/``language``/``split``), an audio file, or a list of those.
+        sample_rate: output rate (files are resampled with torchaudio).
+        segment_seconds: crop length; shorter files are zero-padded at the end. ``None``: whole files.
+        channels: ``"downmix"``, ``"reject"``, ``"first"`` or ``"keep"`` (see :func:`load_audio`).
+        split: keep only manifest rows with this ``split``.
+        random_crop: random crop offsets (deterministic per seed, epoch and index); ``False``: from the start.
+        seed: crop seed.
+        min_seconds: drop files shorter than this.
+        max_seconds: with ``segment_seconds=None``, truncate whole files to this length.
+
+    Items are ``[C, T]`` tensors; index with ``(index, epoch)`` (as :class:`EpochSampler` does) or set
+    :meth:`set_epoch` for single-process loading.
+
+    Raises:
+        AudioError: naming the file, for missing, unreadable or bad audio.
+    """
+
+    def __init__(
+        self,
+        sources: str | os.PathLike | Sequence[str | os.PathLike],
+        sample_rate: int,
+        segment_seconds: float | None = 1.0,
+        channels: str = "downmix",
+        split: str | None = None,
+        random_crop: bool = True,
+        seed: int = 0,
+        min_seconds: float | None = None,
+        max_seconds: float | None = None,
+    ):
+        items = scan_sources(sources)
+        if split is not None:
+            items = [it for it in items if it.split == split]
+        if min_seconds is not None:
+            items = [it for it in items if it.duration >= min_seconds]
+        if not items:
+            raise AudioError(str(sources), f"no audio files found (split={split}, min_seconds={min_seconds})")
+        self.items = items
+        self.sample_rate = int(sample_rate)
+        self.segment_seconds = segment_seconds
+        self.segment_length = None if segment_seconds is None else int(round(segment_seconds * sample_rate))
+        self.channels = channels
+        self.random_crop = random_crop
+        self.seed = int(seed)
+        self.max_seconds = max_seconds
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def total_seconds(self) -> float:
+        return float(sum(it.duration for it in self.items))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch used for crops when indexed with a plain int."""
+        self.epoch = int(epoch)
+
+    def __getitem__(self, index: int | tuple[int, int]) -> torch.Tensor:
+        if isinstance(index, (tuple, list)):
+            index, epoch = int(index[0]), int(index[1])
+        else:
+            index, epoch = int(index), self.epoch
+        item = self.items[index]
+        if self.segment_length is None:
+            wav = load_audio(item.path, self.sample_rate, self.channels, duration=self.max_seconds)
+            if self.max_seconds is not None:
+                wav = wav[..., : int(round(self.max_seconds * self.sample_rate))].contiguous()
+            return wav
+        seg_s = self.segment_seconds
+        offset = 0.0
+        if self.random_crop and item.duration > seg_s:
+            g = torch.Generator().manual_seed(_seed_for(self.seed, epoch, index))
+            offset = float(torch.rand((), generator=g)) * (item.duration - seg_s)
+        # read a little more than needed so resampling has full context, then cut exactly
+        wav = load_audio(item.path, self.sample_rate, self.channels, offset=offset, duration=seg_s + 0.01)
+        n = self.segment_length
+        if wav.shape[-1] >= n:
+            return wav[..., :n].contiguous()
+        return torch.nn.functional.pad(wav, (0, n - wav.shape[-1]))
+
+
+class EpochSampler(Sampler):
+    """Shuffles (or not) per epoch and yields ``(index, epoch)`` so workers crop deterministically.
+
+    Args:
+        length: dataset size.
+        shuffle: random order per epoch (seeded by ``seed`` and the epoch).
+        seed: order seed.
+    """
+
+    def __init__(self, length: int, shuffle: bool = True, seed: int = 0):
+        self.length = int(length)
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(_seed_for(self.seed, self.epoch, -1))
+            order = torch.randperm(self.length, generator=g).tolist()
+        else:
+            order = range(self.length)
+        epoch = self.epoch
+        for i in order:
+            yield (i, epoch)
+
+
+def collate_pad(batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad ``[C, T_i]`` tensors at the end to ``[B, C, max T]``; also return lengths ``[B]`` (int64)."""
+    if len(batch) == 0:
+        raise ValueError("collate_pad got an empty batch")
+    chans = {int(w.shape[0]) for w in batch}
+    if len(chans) != 1 or any(w.dim() != 2 for w in batch):
+        raise ValueError(
+            f"collate_pad needs [C, T] tensors with one C; got shapes {[tuple(w.shape) for w in batch]}"
+        )
+    lengths = torch.tensor([w.shape[-1] for w in batch], dtype=torch.long)
+    out = batch[0].new_zeros(len(batch), chans.pop(), int(lengths.max()))
+    for i, w in enumerate(batch):
+        out[i, :, : w.shape[-1]] = w
+    return out, lengths
+
+
+def total_hours(dataset: AudioDataset) -> float:
+    """Hours of audio in a dataset (from the scanned durations)."""
+    return dataset.total_seconds / 3600.0
