@@ -102,6 +102,7 @@ class CodecLightningModule(pl.LightningModule):
         # generator steps taken; a buffer so checkpoints restore it exactly
         self.register_buffer("gen_steps", torch.zeros((), dtype=torch.long))
         self._t0: Optional[float] = None
+        self.batches_this_run = 0  # not saved: tells a resumed run from a fresh one
 
     # ----------------------------------------------------------------- optimizers
     def configure_optimizers(self):
@@ -187,6 +188,7 @@ class CodecLightningModule(pl.LightningModule):
         opt_g.step()
         scheds[0].step()
         self.gen_steps += 1
+        self.batches_this_run += 1
 
         logs.update({k: v.detach() for k, v in losses.items()})
         logs.update({k: v for k, v in out["metrics"].items()})

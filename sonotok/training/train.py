@@ -88,6 +88,8 @@ def run_training(cfg: DictConfig) -> Dict[str, Any]:
     summary: Dict[str, Any] = {
         "steps": int(module.gen_steps),
         "global_step": int(trainer.global_step),
+        "batches_this_run": int(module.batches_this_run),
+        "resumed_from": ckpt_path,
         "minutes_this_run": minutes,
         "out_dir": str(cfg.out_dir),
     }

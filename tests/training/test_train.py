@@ -1,0 +1,112 @@
+"""Training runs: fast_dev_run of every preset, GAN path, exact resume, saved model round trip."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import sonotok
+from sonotok.training.train import compose_config, resolve_resume, run_training
+
+def data_overrides(folder, out_dir):
+    return [
+        "data=folder",
+        f"data.train={folder}",
+        f"data.valid={folder}",
+        "data.num_workers=0",
+        "data.batch_size=2",
+        "data.segment_seconds=0.5",
+        "data.valid_max_seconds=0.5",
+        f"out_dir={out_dir}",
+        "threads=1",
+    ]
+
+
+PRESETS = ["tiny", "encodec_like_24k", "hificodec_grvq_16k", "simvq_16k"]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_fast_dev_run_of_each_preset(preset, synth_folder, tmp_path):
+    over = [f"experiment={preset}", "debug=fast", *data_overrides(synth_folder, tmp_path)]
+    if preset != "tiny":
+        over.append("schedule.disc_start_step=0")  # exercise the GAN step too
+    summary = run_training(compose_config(over))
+    assert summary["steps"] == 1
+
+
+def small(folder, out_dir, steps, extra=()):
+    return compose_config([
+        "experiment=tiny",
+        "encoder.n_filters=4",
+        "decoder.n_filters=4",
+        "latent_dim=16",
+        "quantizer.codebook_size=64",
+        "quantizer.num_codebooks=2",
+        "quantizer.kmeans_init=false",
+        "discriminator=tiny",
+        "schedule.disc_start_step=2",
+        f"trainer.max_steps={steps}",
+        "trainer.val_check_interval=3",
+        "trainer.limit_val_batches=1",
+        "trainer.enable_progress_bar=false",
+        "callbacks.last.every_n_train_steps=3",
+        *data_overrides(folder, out_dir),
+        *extra,
+    ])
+
+
+def test_interrupted_training_resumes_to_the_same_step(synth_folder, tmp_path):
+    out = tmp_path / "run"
+    # the "interrupted" run stops at step 3 (as if killed right after its checkpoint)
+    s1 = run_training(small(synth_folder, out, 3))
+    ckpt = out / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file()
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert int(state["state_dict"]["gen_steps"]) == 3 == s1["steps"]
+    # re-running the same command with a larger budget resumes from there (resume: auto)
+    cfg = small(synth_folder, out, 12)
+    assert resolve_resume(cfg) == str(ckpt)
+    s2 = run_training(cfg)
+    # with the GAN on from step 2, Lightning counts two optimizer steps per batch (generator and
+    # discriminator); gen_steps counts batches: 12 = g + (g - 2) -> g = 7
+    assert s2["resumed_from"] == str(ckpt)
+    assert s2["steps"] == 7
+    assert s2["batches_this_run"] == 7 - 3, "the resumed run must not redo the first 3 steps"
+    final = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert int(final["state_dict"]["gen_steps"]) == s2["steps"]
+    assert final["global_step"] == s2["global_step"] == 12
+
+
+def test_saved_model_reloads_and_encodes_identically(synth_folder, tmp_path):
+    out = tmp_path / "run"
+    run_training(small(synth_folder, out, 3))
+    model_dir = out / "model"
+    assert (model_dir / "config.yaml").is_file() and (model_dir / "model.safetensors").is_file()
+    codec = sonotok.load(model_dir)
+    again = sonotok.load(str(model_dir))
+    from_ckpt = sonotok.load(out / "checkpoints" / "last.ckpt")
+    wav = torch.randn(1, 1, 4000) * 0.1
+    codes = codec.encode(wav)
+    assert codes.shape == (1, 2, 4000 // codec.hop_length + (4000 % codec.hop_length > 0))
+    assert torch.equal(codes, again.encode(wav))
+    assert torch.equal(codes, from_ckpt.encode(wav))
+    torch.testing.assert_close(codec.decode(codes), again.decode(codes))
+    assert codec.model_id.startswith("tiny-")
+    assert codec.model_id == again.model_id
+
+
+def test_resume_from_missing_checkpoint_is_a_clear_error(synth_folder, tmp_path):
+    cfg = small(synth_folder, tmp_path, 1, extra=[f"resume={tmp_path / 'nope.ckpt'}"])
+    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+        resolve_resume(cfg)
+
+
+def test_train_entry_point_runs_from_the_command_line(synth_folder, tmp_path):
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    over = ["experiment=tiny", "debug=fast", *data_overrides(synth_folder, tmp_path)]
+    for cmd in ([sys.executable, str(repo / "train.py"), *over], [sys.executable, "-m", "sonotok.cli", "train", *over]):
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-2000:]
