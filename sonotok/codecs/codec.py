@@ -176,20 +176,37 @@ class Codec(nn.Module):
         return wav
 
     # ----------------------------------------------------------------- streaming
+    def _stream_quantizer(self) -> nn.Module:
+        """The frozen quantizer used while streaming, built once per :meth:`init_state`.
+
+        ``Quantizer.encode`` rebuilds its frozen twin on every call (cheap offline, too slow per
+        20 ms frame). It is kept outside the module tree so it never enters ``state_dict``.
+        """
+        q = self.__dict__.get("_stream_q")
+        if q is None:
+            q = self.quantizer.to_frozen()
+            self.__dict__["_stream_q"] = q
+        return q
+
     def init_state(self, batch: int = 1) -> Tuple[List[Tensor], List[Tensor]]:
-        """Fresh streaming states ``(encoder_state, decoder_state)``."""
+        """Fresh streaming states ``(encoder_state, decoder_state)``; refreshes the frozen quantizer."""
+        self.__dict__["_stream_q"] = self.quantizer.to_frozen()
         return self.encoder.init_state(batch), self.decoder.init_state(batch)
 
     @torch.no_grad()
     def encode_step(self, wav: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
-        """Stream ``wav [B, C, t]`` (any ``t``) through the encoder; returns the complete code frames."""
+        """Stream ``wav [B, C, t]`` (any ``t``) through the encoder; returns the complete code frames.
+
+        The concatenated codes equal ``encode`` of the concatenated audio (zero look-ahead: a frame's
+        code is emitted as soon as its last sample arrives).
+        """
         z, state = self.encoder.step(wav, state)
-        return self.quantizer.encode(z), state
+        return self._stream_quantizer().encode(z.float()), state
 
     @torch.no_grad()
     def decode_step(self, codes: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
         """Stream code frames ``[B, K, f]`` through the decoder; returns ``f * hop_length`` samples."""
-        z_q = self.quantizer.decode(codes)
+        z_q = self._stream_quantizer().decode(codes.long())
         return self.decoder.step(z_q, state)
 
     @contextmanager

@@ -31,11 +31,26 @@ def _apply_norm(module: nn.Module, norm: str) -> nn.Module:
 
 
 def fold_weight_norm(module: nn.Module) -> nn.Module:
-    """Remove weight-norm parametrizations in place, keeping the effective weights (for export)."""
-    for m in module.modules():
-        if parametrize.is_parametrized(m):
-            for name in list(m.parametrizations.keys()):
-                parametrize.remove_parametrizations(m, name, leave_parametrized=True)
+    """Remove weight-norm parametrizations in place, keeping the effective weights (for export).
+
+    ``torch.nn.utils.parametrize.remove_parametrizations`` deletes the property from the module's
+    parametrized class, and ``copy.deepcopy`` shares that class between the original and the copy,
+    so folding a copy with it would break the original. Here each module is rolled back to its plain
+    class by itself and the shared class is left alone.
+    """
+    for m in list(module.modules()):
+        if not parametrize.is_parametrized(m):
+            continue
+        with torch.no_grad():
+            values = {name: getattr(m, name).detach().clone() for name in m.parametrizations.keys()}
+        grads = {name: m.parametrizations[name].original0.requires_grad
+                 if hasattr(m.parametrizations[name], "original0")
+                 else m.parametrizations[name].original.requires_grad
+                 for name in values}
+        del m.parametrizations
+        m.__class__ = type(m).__bases__[0]
+        for name, value in values.items():
+            m.register_parameter(name, nn.Parameter(value, requires_grad=grads[name]))
     return module
 
 

@@ -54,7 +54,6 @@ def make_activation(name: str, channels: int) -> nn.Module:
 class Stateless(nn.Module):
     """Wraps a point-wise module (activation, 1x1 projection) so it follows the streaming protocol."""
 
-    num_states: int
 
     def __init__(self, module: nn.Module):
         super().__init__()
@@ -74,7 +73,6 @@ class Stateless(nn.Module):
 class Conv(nn.Module):
     """Streaming protocol adapter for :class:`StreamingConv1d` (one state tensor)."""
 
-    num_states: int
 
     def __init__(self, *args, **kwargs):
         super().__init__()
@@ -94,7 +92,6 @@ class Conv(nn.Module):
 class ConvTranspose(nn.Module):
     """Streaming protocol adapter for :class:`StreamingConvTranspose1d` (one state tensor)."""
 
-    num_states: int
 
     def __init__(self, *args, **kwargs):
         super().__init__()
@@ -114,7 +111,6 @@ class ConvTranspose(nn.Module):
 class StreamingSequential(nn.Module):
     """A sequence of streaming blocks; its state is the concatenation of the blocks' states."""
 
-    num_states: int
 
     def __init__(self, *layers: nn.Module):
         super().__init__()
@@ -149,7 +145,6 @@ class StreamingResidual(nn.Module):
     Both branches emit one output per input sample, so chunks stay aligned when streaming.
     """
 
-    num_states: int
 
     def __init__(self, block: nn.Module, shortcut: nn.Module | None = None):
         super().__init__()
