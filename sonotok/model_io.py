@@ -58,7 +58,8 @@ def save_model(model: nn.Module, out_dir: str | os.PathLike, config: Mapping | A
 
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    cfg = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(config), resolve=True))
+    node = config if OmegaConf.is_config(config) else OmegaConf.create(config)
+    cfg = OmegaConf.create(OmegaConf.to_container(node, resolve=True))
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         OmegaConf.save(cfg, tmp / CONFIG_NAME)
