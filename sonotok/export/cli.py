@@ -1,0 +1,60 @@
+"""``sonotok export``: write the TorchScript (and torch.export) artifacts of a trained codec.
+
+Example::
+
+    sonotok export --model runs/tiny/model --out artifacts/tiny
+    python -c "import torch; enc = torch.jit.load('artifacts/tiny/encoder_stream.pt')"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``export`` subcommand."""
+    p = subparsers.add_parser(
+        "export",
+        help="export a codec to TorchScript (streaming encoder/decoder + offline codec) and torch.export",
+        description="Write encoder_stream.pt, decoder_stream.pt (state in, state out), codec.pt "
+        "(offline encode/decode), torch.export programs (*.pt2) and export.json. The artifacts load "
+        "with plain torch (torch.jit.load / torch.export.load), on CPU or CUDA. See docs/export.md.",
+    )
+    p.add_argument("--model", required=True, help="model directory, shipped model name or .ckpt")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--no-torch-export", action="store_true", help="skip the torch.export programs (*.pt2)")
+    p.add_argument("--no-check", action="store_true", help="skip reloading the artifacts and comparing with eager")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``sonotok export``; returns the exit code."""
+    import sonotok
+    from sonotok.errors import SonotokError
+    from sonotok.export.torch_export import export_programs
+    from sonotok.export.torchscript import export_torchscript
+
+    try:
+        codec = sonotok.load(args.model, map_location="cpu")
+    except SonotokError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    meta = export_torchscript(codec, args.out, check=not args.no_check)
+    if not args.no_torch_export:
+        meta = export_programs(codec, args.out, check=not args.no_check)
+    for key in ("torchscript_check", "torch_export_check"):
+        chk = meta.get(key)
+        if chk and not chk["codes_equal"]:
+            print(f"error: {key}: exported codes differ from eager: {chk}", file=sys.stderr)
+            return 1
+    summary = {k: meta[k] for k in ("model_id", "sample_rate", "hop_length", "frame_rate", "num_codebooks",
+                                    "codebook_size", "latency_ms")}
+    print(json.dumps(summary))
+    print(f"wrote {args.out}/ (encoder_stream.pt, decoder_stream.pt, codec.pt"
+          + ("" if args.no_torch_export else ", *.pt2") + ", export.json)")
+    return 0

@@ -1,0 +1,129 @@
+"""TorchScript export of a codec: streaming encoder/decoder (state in, state out) and offline codec.
+
+``export_torchscript(codec, out_dir)`` writes::
+
+    encoder_stream.pt   forward(wav [B, C, t], state) -> (codes [B, K, f], state); init_state(batch)
+    decoder_stream.pt   forward(codes [B, K, f], state) -> (wav [B, C, f * hop], state); init_state(batch)
+    codec.pt            encode(wav [B, C, T]) -> codes [B, K, ceil(T / hop)]; decode(codes) -> wav
+    export.json         sample_rate, hop_length, frame_rate, num_codebooks, codebook_size, latency_ms,
+                        state shapes, model_id, files, check results
+
+The artifacts load with ``torch.jit.load`` alone (no sonotok import), on CPU or CUDA
+(``map_location``). See ``docs/export.md`` for a plain-Python example.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Dict, Optional
+
+import torch
+from torch import nn
+
+from sonotok.export.streaming import build_export_modules, state_shapes
+
+FORMAT_VERSION = 1
+
+
+def codec_metadata(codec: nn.Module, enc_state, dec_state, model_id: Optional[str] = None) -> Dict[str, object]:
+    """The ``export.json`` fields describing the model (shared by TorchScript and torch.export)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "model_id": model_id or getattr(codec, "model_id", None) or getattr(codec, "name", "codec"),
+        "name": getattr(codec, "name", "codec"),
+        "sample_rate": int(codec.sample_rate),
+        "channels": int(codec.channels),
+        "hop_length": int(codec.hop_length),
+        "frame_rate": float(codec.frame_rate),
+        "frame_ms": 1000.0 * codec.hop_length / codec.sample_rate,
+        "num_codebooks": int(codec.num_codebooks),
+        "codebook_size": int(codec.codebook_size),
+        "bitrate_bps": float(codec.bitrate()),
+        "latency_samples": int(codec.latency_samples),
+        "latency_ms": float(codec.latency_ms),
+        "encoder_state_shapes_batch1": state_shapes(enc_state),
+        "decoder_state_shapes_batch1": state_shapes(dec_state),
+        "torch_version": torch.__version__,
+    }
+
+
+@torch.no_grad()
+def check_against_eager(codec: nn.Module, enc, dec, offline, seconds: float = 0.5, seed: int = 0) -> Dict[str, float]:
+    """Compare exported (scripted or loaded) modules with the eager codec on random audio.
+
+    Streams in whole frames; returns ``codes_equal`` (1.0/0.0) and the max absolute audio differences.
+    """
+    g = torch.Generator().manual_seed(seed)
+    hop = codec.hop_length
+    frames = max(2, int(seconds * codec.sample_rate) // hop)
+    wav = torch.randn(1, codec.channels, frames * hop, generator=g) * 0.1
+    device = next(codec.parameters()).device
+    wav = wav.to(device)
+    ref_codes = codec.encode(wav)
+    ref_audio = codec.decode(ref_codes)
+    off_codes = offline.encode(wav)
+    off_audio = offline.decode(off_codes)
+    es, ds = enc.init_state(1), dec.init_state(1)
+    codes, audio = [], []
+    for i in range(0, wav.shape[-1], hop):
+        c, es = enc(wav[..., i : i + hop], es)
+        y, ds = dec(c, ds)
+        codes.append(c)
+        audio.append(y)
+    s_codes, s_audio = torch.cat(codes, -1), torch.cat(audio, -1)
+    return {
+        "codes_equal": float(torch.equal(off_codes, ref_codes) and torch.equal(s_codes, ref_codes)),
+        "offline_max_abs_diff": float((off_audio - ref_audio).abs().max()),
+        "stream_max_abs_diff": float((s_audio - ref_audio).abs().max()),
+    }
+
+
+def _write_json(path: Path, data: Dict[str, object]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def export_torchscript(
+    codec: nn.Module, out_dir, model_id: Optional[str] = None, check: bool = True
+) -> Dict[str, object]:
+    """Script and save the streaming encoder/decoder and the offline codec; write ``export.json``.
+
+    Args:
+        codec: a causal :class:`~sonotok.codecs.Codec` (left untouched: a folded, frozen copy is exported).
+        out_dir: output directory (created).
+        model_id: recorded in ``export.json`` (default ``codec.model_id`` or its name).
+        check: reload the saved files and compare them with the eager codec (results in ``export.json``).
+
+    Returns:
+        the ``export.json`` content.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    was_training = codec.training
+    codec.eval()
+    enc, dec, offline = build_export_modules(codec)
+    files = {"encoder_stream": "encoder_stream.pt", "decoder_stream": "decoder_stream.pt", "codec": "codec.pt"}
+    for key, module in (("encoder_stream", enc), ("decoder_stream", dec), ("codec", offline)):
+        scripted = torch.jit.script(module)
+        tmp = out / (files[key] + ".tmp")
+        scripted.save(str(tmp))
+        os.replace(tmp, out / files[key])
+    meta = codec_metadata(codec, enc.init_state(1), dec.init_state(1), model_id)
+    meta["torchscript"] = files
+    if check:
+        loaded = [torch.jit.load(str(out / files[k]), map_location="cpu") for k in files]
+        cpu_codec = codec if next(codec.parameters()).device.type == "cpu" else None
+        if cpu_codec is not None:
+            meta["torchscript_check"] = check_against_eager(cpu_codec, *loaded)
+    path = out / "export.json"
+    if path.exists():  # keep torch.export entries written earlier
+        old = json.loads(path.read_text())
+        for k in ("torch_export", "torch_export_check"):
+            if k in old:
+                meta[k] = old[k]
+    _write_json(path, meta)
+    codec.train(was_training)
+    return meta
