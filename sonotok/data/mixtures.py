@@ -1,0 +1,412 @@
+"""Speech mixtures for separation: made on the fly from a corpus manifest, or read from a mixture folder.
+
+* :class:`MixtureDataset`: ``S`` (2 or 3) utterances of *different* speakers from a JSONL manifest
+  (``sonotok corpus build``), each normalised to unit RMS and scaled to a random relative level
+  (uniform in ``[-max_relative_db, +max_relative_db]`` w.r.t. the first source, as WSJ0-2mix's
+  0-5 dB), optionally plus noise: music (Asterisk ``asterisk-moh-opsound-g722``, decoded with the
+  corpus' G.722 helper) or synthetic white/pink/brown noise at a random SNR. Each item is a pure function
+  of ``(seed, epoch, index)``; with ``fixed=True`` of ``(seed, index)`` only: a reproducible test set.
+* :class:`MixtureFolderDataset`: Libri2Mix / WSJ0-2mix style folders ``mix/ s1/ s2/ [s3/] [noise/]``
+  (Libri2Mix's ``mix_clean/`` / ``mix_both/`` are found too); files matched by name. Missing folders
+  and files raise :class:`MixtureError` naming them.
+* :class:`MixtureDataModule`: Lightning loaders for either kind (a ``.jsonl`` path or a folder).
+
+Items are dicts ``{"mix": [1, T], "sources": [S, T], "noise": [1, T]}`` (noise zeros when absent);
+``mix == sources.sum(0) + noise`` exactly for generated mixtures.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from sonotok.data.audio import load_audio, resample
+from sonotok.data.dataset import EpochSampler, _seed_for
+from sonotok.errors import SonotokError
+
+MUSIC_GLOB = "/usr/share/asterisk/moh/*.g722"
+MIX_DIRS = ("mix", "mix_clean", "mix_both", "mix_single")
+AUDIO_EXTS = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".au")
+LAYOUT_HINT = "Libri2Mix / WSJ0-2mix layout: mix/ s1/ s2/ [s3/] [noise/] with matching file names"
+
+
+class MixtureError(SonotokError):
+    """A mixture source (manifest or folder) is missing or unusable."""
+
+
+@functools.lru_cache(maxsize=4)
+def load_music(sample_rate: int, pattern: str = MUSIC_GLOB) -> tuple:
+    """Decode the Asterisk music-on-hold G.722 files (16 kHz) and resample; cached per process."""
+    from sonotok.data.corpus import _decode_g722
+
+    out = []
+    for f in sorted(glob.glob(pattern)):
+        x = torch.from_numpy(_decode_g722(Path(f)))
+        if x.numel() == 0:
+            continue
+        if sample_rate != 16000:
+            x = resample(x.view(1, -1), 16000, sample_rate).view(-1)
+        out.append(x)
+    return tuple(out)
+
+
+def synthetic_noise(rng: np.random.Generator, length: int, color: str) -> np.ndarray:
+    """White, pink (1/f) or brown (1/f^2) noise of unit RMS."""
+    white = rng.standard_normal(length)
+    if color != "white":
+        spec = np.fft.rfft(white)
+        f = np.arange(spec.shape[0], dtype=np.float64)
+        f[0] = 1.0
+        spec = spec / (np.sqrt(f) if color == "pink" else f)
+        white = np.fft.irfft(spec, n=length)
+    return (white / (np.sqrt(np.mean(white**2)) + 1e-12)).astype(np.float32)
+
+
+def _rms(x: torch.Tensor) -> float:
+    return float(x.pow(2).mean().sqrt())
+
+
+class MixtureDataset(Dataset):
+    """On-the-fly speech mixtures of different speakers from a JSONL manifest.
+
+    Args:
+        manifest: JSONL (``path`` relative to the manifest, ``duration``, ``speaker``).
+        num_sources: speakers per mixture (2 or 3; needs that many speakers in the manifest).
+        sample_rate: output rate.
+        segment_seconds: mixture length; shorter utterances are zero-padded at a random position.
+        length: number of mixtures per epoch (the dataset is virtual).
+        max_relative_db: level of sources 2..S relative to source 1, uniform in ``[-x, x]`` dB.
+        noise_prob: probability that a mixture gets noise.
+        noise_snr_db: ``[low, high]`` speech-to-noise ratio range (dB).
+        music_prob: share of noisy mixtures whose noise is music (the rest: synthetic noise).
+        music_glob: music files (G.722 at 16 kHz, as shipped by Asterisk).
+        seed: seed.
+        fixed: items depend on ``(seed, index)`` only (a fixed test set); otherwise on the epoch too.
+        target_rms: mixture RMS after scaling (peaks are then kept below 0.9).
+    """
+
+    def __init__(self, manifest: str | os.PathLike, num_sources: int = 2, sample_rate: int = 8000,
+                 segment_seconds: float = 4.0, length: int = 10000, max_relative_db: float = 5.0,
+                 noise_prob: float = 0.0, noise_snr_db: Sequence[float] = (5.0, 20.0), music_prob: float = 0.5,
+                 music_glob: str = MUSIC_GLOB, seed: int = 0, fixed: bool = False, target_rms: float = 0.1):
+        from sonotok.data.corpus import read_manifest
+
+        path = Path(manifest)
+        if not path.is_file():
+            raise MixtureError(f"{path}: no such manifest (build one with `sonotok corpus build`)")
+        rows = read_manifest(path)
+        by_spk: Dict[str, List[dict]] = defaultdict(list)
+        for r in rows:
+            if "speaker" not in r or "path" not in r:
+                raise MixtureError(f"{path}: every row needs 'path' and 'speaker' (got keys {sorted(r)})")
+            r = dict(r)
+            r["abspath"] = str((path.parent / r["path"]).resolve())
+            by_spk[str(r["speaker"])].append(r)
+        if num_sources < 1:
+            raise MixtureError(f"num_sources must be >= 1, got {num_sources}")
+        if len(by_spk) < num_sources:
+            raise MixtureError(f"{path}: {num_sources}-speaker mixtures need {num_sources} different speakers, "
+                               f"the manifest has {len(by_spk)} ({', '.join(sorted(by_spk))})")
+        self.manifest = str(path)
+        self.speakers = sorted(by_spk)
+        self.rows = {k: by_spk[k] for k in self.speakers}
+        self.num_sources = int(num_sources)
+        self.sample_rate = int(sample_rate)
+        self.segment_seconds = float(segment_seconds)
+        self.segment_length = int(round(segment_seconds * sample_rate))
+        self.length = int(length)
+        self.max_relative_db = float(max_relative_db)
+        self.noise_prob = float(noise_prob)
+        self.noise_snr_db = tuple(float(v) for v in noise_snr_db)
+        self.music_prob = float(music_prob)
+        self.music_glob = music_glob
+        self.seed = int(seed)
+        self.fixed = bool(fixed)
+        self.target_rms = float(target_rms)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _rng(self, index: int, epoch: int) -> np.random.Generator:
+        return np.random.default_rng(_seed_for(self.seed, 0 if self.fixed else epoch, index))
+
+    def describe(self, index: int, epoch: int | None = None) -> Dict[str, Any]:
+        """The recipe of mixture ``index``: speakers, files, offsets, levels, noise (no audio read)."""
+        rng = self._rng(int(index), self.epoch if epoch is None else int(epoch))
+        spk = [self.speakers[i] for i in rng.choice(len(self.speakers), self.num_sources, replace=False)]
+        srcs = []
+        for k, s in enumerate(spk):
+            rows = self.rows[s]
+            row = rows[int(rng.integers(len(rows)))]
+            dur = float(row.get("duration") or 0.0)
+            slack = dur - self.segment_seconds
+            if slack > 0:
+                offset, place = float(rng.uniform(0, slack)), 0.0
+            else:
+                offset, place = 0.0, float(rng.uniform(0, -slack))
+            gain = 0.0 if k == 0 else float(rng.uniform(-self.max_relative_db, self.max_relative_db))
+            srcs.append({"speaker": s, "path": row["abspath"], "offset": offset, "place": place, "gain_db": gain})
+        noise: Dict[str, Any] | None = None
+        if self.noise_prob > 0 and rng.random() < self.noise_prob:
+            snr = float(rng.uniform(*self.noise_snr_db))
+            if rng.random() < self.music_prob and load_music(self.sample_rate, self.music_glob):
+                music = load_music(self.sample_rate, self.music_glob)
+                track = int(rng.integers(len(music)))
+                start = int(rng.integers(max(1, music[track].numel() - self.segment_length)))
+                noise = {"kind": "music", "track": track, "start": start, "snr_db": snr}
+            else:
+                color = ["white", "pink", "brown"][int(rng.integers(3))]
+                noise = {"kind": color, "seed": int(rng.integers(2**31)), "snr_db": snr}
+        return {"index": int(index), "speakers": spk, "sources": srcs, "noise": noise}
+
+    def _read(self, src: Dict[str, Any]) -> torch.Tensor:
+        n = self.segment_length
+        wav = load_audio(src["path"], self.sample_rate, "downmix", offset=src["offset"],
+                         duration=self.segment_seconds + 0.01)[0]
+        wav = wav[:n]
+        out = torch.zeros(n)
+        start = min(int(round(src["place"] * self.sample_rate)), n - wav.numel())
+        out[start : start + wav.numel()] = wav
+        return out
+
+    def render(self, recipe: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+        """Mix the audio a recipe from :meth:`describe` names."""
+        n = self.segment_length
+        sources = []
+        for src in recipe["sources"]:
+            x = self._read(src)
+            r = _rms(x)
+            if r > 0:
+                x = x / r * 10 ** (src["gain_db"] / 20)
+            sources.append(x)
+        s = torch.stack(sources)
+        speech = s.sum(0)
+        noise = torch.zeros(n)
+        nz = recipe["noise"]
+        if nz is not None:
+            if nz["kind"] == "music":
+                m = load_music(self.sample_rate, self.music_glob)[nz["track"]][nz["start"] : nz["start"] + n]
+                noise[: m.numel()] = m
+            else:
+                noise = torch.from_numpy(synthetic_noise(np.random.default_rng(nz["seed"]), n, nz["kind"]))
+            nr, sr_ = _rms(noise), _rms(speech)
+            if nr > 0 and sr_ > 0:
+                noise = noise / nr * sr_ * 10 ** (-nz["snr_db"] / 20)
+        mix = speech + noise
+        scale = self.target_rms / max(_rms(mix), 1e-8)
+        peak = float(mix.abs().max()) * scale
+        if peak > 0.9:
+            scale *= 0.9 / peak
+        s, noise = s * scale, noise * scale
+        return {"mix": (s.sum(0) + noise).unsqueeze(0), "sources": s, "noise": noise.unsqueeze(0)}
+
+    def __getitem__(self, index: int | tuple) -> Dict[str, torch.Tensor]:
+        if isinstance(index, (tuple, list)):
+            index, epoch = int(index[0]), int(index[1])
+        else:
+            index, epoch = int(index), self.epoch
+        return self.render(self.describe(index, epoch))
+
+
+def fixed_test_set(manifest: str | os.PathLike, num_mixtures: int = 100, num_sources: int = 2,
+                   sample_rate: int = 8000, segment_seconds: float = 4.0, seed: int = 1234,
+                   **kwargs: Any) -> MixtureDataset:
+    """The reproducible test mixtures: ``fixed=True`` over a held-out manifest (e.g. ``test.jsonl``)."""
+    return MixtureDataset(manifest, num_sources, sample_rate, segment_seconds, length=num_mixtures, seed=seed,
+                          fixed=True, **kwargs)
+
+
+class MixtureFolderDataset(Dataset):
+    """Libri2Mix / WSJ0-2mix style mixture folders.
+
+    Args:
+        root: folder holding ``mix/`` (or ``mix_clean/``, ``mix_both/``, ``mix_single/``), ``s1/`` ...
+            ``sS/`` and optionally ``noise/``.
+        num_sources: ``S``.
+        sample_rate: output rate (files are resampled when they differ).
+        segment_seconds: random crops of this length (zero-padded when shorter); ``None``: whole files.
+        mix_dir: the mixture folder name (default: the first of ``mix, mix_clean, mix_both, mix_single``).
+        use_noise: read ``noise/`` too (required to exist then).
+        seed: crop seed.
+        max_seconds: with ``segment_seconds=None``, truncate files to this length.
+
+    Raises:
+        MixtureError: naming the missing folder or file.
+    """
+
+    def __init__(self, root: str | os.PathLike, num_sources: int = 2, sample_rate: int = 8000,
+                 segment_seconds: float | None = None, mix_dir: str | None = None, use_noise: bool = False,
+                 seed: int = 0, max_seconds: float | None = None):
+        root = Path(root)
+        if not root.is_dir():
+            raise MixtureError(f"{root}: no such folder ({LAYOUT_HINT})")
+        if mix_dir is None:
+            found = [d for d in MIX_DIRS if (root / d).is_dir()]
+            if not found:
+                raise MixtureError(f"{root}: missing mixture folder (none of {', '.join(d + '/' for d in MIX_DIRS)}; "
+                                   f"{LAYOUT_HINT})")
+            mix_dir = found[0]
+        elif not (root / mix_dir).is_dir():
+            raise MixtureError(f"{root / mix_dir}: missing folder ({LAYOUT_HINT})")
+        src_dirs = [f"s{i + 1}" for i in range(num_sources)] + (["noise"] if use_noise else [])
+        missing = [d for d in src_dirs if not (root / d).is_dir()]
+        if missing:
+            raise MixtureError(f"{root}: missing folder(s) {', '.join(d + '/' for d in missing)} "
+                               f"(a {num_sources}-source set needs {mix_dir}/ {' '.join(d + '/' for d in src_dirs)}; "
+                               f"{LAYOUT_HINT})")
+        names = sorted(p.name for p in (root / mix_dir).iterdir() if p.suffix.lower() in AUDIO_EXTS)
+        if not names:
+            raise MixtureError(f"{root / mix_dir}: no audio files")
+        for d in src_dirs:
+            have = {p.name for p in (root / d).iterdir()}
+            lost = [n for n in names if n not in have]
+            if lost:
+                more = f" and {len(lost) - 1} more" if len(lost) > 1 else ""
+                raise MixtureError(f"{root / d / lost[0]}: missing (source of {root / mix_dir / lost[0]}){more}")
+        self.root = root
+        self.mix_dir = mix_dir
+        self.names = names
+        self.src_dirs = src_dirs[:num_sources]
+        self.use_noise = use_noise
+        self.num_sources = int(num_sources)
+        self.sample_rate = int(sample_rate)
+        self.segment_seconds = segment_seconds
+        self.seed = int(seed)
+        self.max_seconds = max_seconds
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __getitem__(self, index: int | tuple) -> Dict[str, torch.Tensor]:
+        if isinstance(index, (tuple, list)):
+            index, epoch = int(index[0]), int(index[1])
+        else:
+            index, epoch = int(index), self.epoch
+        name = self.names[index]
+        paths = [self.root / self.mix_dir / name] + [self.root / d / name for d in self.src_dirs]
+        if self.use_noise:
+            paths.append(self.root / "noise" / name)
+        wavs = [load_audio(p, self.sample_rate, "downmix")[0] for p in paths]
+        lengths = {w.numel() for w in wavs}
+        if len(lengths) != 1:
+            raise MixtureError(f"{paths[0]}: mixture and sources differ in length "
+                               f"({', '.join(f'{p.parent.name}={w.numel()}' for p, w in zip(paths, wavs))})")
+        t = wavs[0].numel()
+        if self.segment_seconds is not None:
+            n = int(round(self.segment_seconds * self.sample_rate))
+            if t > n:
+                rng = np.random.default_rng(_seed_for(self.seed, epoch, index))
+                start = int(rng.integers(t - n + 1))
+                wavs = [w[start : start + n] for w in wavs]
+            else:
+                wavs = [torch.nn.functional.pad(w, (0, n - t)) for w in wavs]
+        elif self.max_seconds is not None:
+            n = int(round(self.max_seconds * self.sample_rate))
+            wavs = [w[:n] for w in wavs]
+        noise = wavs[-1].unsqueeze(0) if self.use_noise else torch.zeros_like(wavs[0]).unsqueeze(0)
+        return {"mix": wavs[0].unsqueeze(0), "sources": torch.stack(wavs[1 : 1 + self.num_sources]), "noise": noise}
+
+
+def collate_mixtures(batch: Sequence[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+    """Zero-pad items to the longest; adds ``lengths [B]``."""
+    lengths = torch.tensor([b["mix"].shape[-1] for b in batch], dtype=torch.long)
+    t = int(lengths.max())
+    out = {k: torch.stack([torch.nn.functional.pad(b[k], (0, t - b[k].shape[-1])) for b in batch])
+           for k in ("mix", "sources", "noise")}
+    out["lengths"] = lengths
+    return out
+
+
+class MixtureDataModule(pl.LightningDataModule):
+    """Train/valid loaders of mixtures: a ``.jsonl`` manifest (on-the-fly mixtures) or a mixture folder.
+
+    Args:
+        train: manifest or folder for training.
+        valid: manifest (a fixed, seeded set is drawn from it) or folder; ``None`` for no validation.
+        num_sources: sources per mixture.
+        sample_rate: model rate.
+        segment_seconds: training crop length.
+        batch_size: training batch size.
+        num_workers: loader workers.
+        epoch_size: generated mixtures per training epoch.
+        valid_size: fixed validation mixtures (generated) / files (folder: first ``valid_size``).
+        valid_segment_seconds: validation mixture length.
+        max_relative_db, noise_prob, noise_snr_db, music_prob: see :class:`MixtureDataset`.
+        seed: seed of the training mixtures (validation uses ``seed + 1``).
+    """
+
+    def __init__(self, train: str, valid: str | None = None, num_sources: int = 2, sample_rate: int = 8000,
+                 segment_seconds: float = 4.0, batch_size: int = 4, num_workers: int = 0, epoch_size: int = 10000,
+                 valid_size: int = 32, valid_segment_seconds: float = 4.0, max_relative_db: float = 5.0,
+                 noise_prob: float = 0.0, noise_snr_db: Sequence[float] = (5.0, 20.0), music_prob: float = 0.5,
+                 seed: int = 0, pin_memory: bool = False):
+        super().__init__()
+        self.train_source, self.valid_source = str(train), (None if valid is None else str(valid))
+        self.num_sources = int(num_sources)
+        self.sample_rate = int(sample_rate)
+        self.segment_seconds = float(segment_seconds)
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.epoch_size = int(epoch_size)
+        self.valid_size = int(valid_size)
+        self.valid_segment_seconds = float(valid_segment_seconds)
+        self.mix_kwargs = dict(max_relative_db=max_relative_db, noise_prob=noise_prob,
+                               noise_snr_db=tuple(noise_snr_db), music_prob=music_prob)
+        self.seed = int(seed)
+        self.pin_memory = pin_memory
+        self.train_dataset: Dataset | None = None
+        self.valid_dataset: Dataset | None = None
+
+    def _make(self, source: str, train: bool) -> Dataset:
+        if Path(source).is_dir():
+            ds = MixtureFolderDataset(source, self.num_sources, self.sample_rate,
+                                      segment_seconds=self.segment_seconds if train else None, seed=self.seed,
+                                      max_seconds=None if train else self.valid_segment_seconds)
+            if not train:
+                ds.names = ds.names[: self.valid_size]
+            return ds
+        if train:
+            return MixtureDataset(source, self.num_sources, self.sample_rate, self.segment_seconds,
+                                  length=self.epoch_size, seed=self.seed, **self.mix_kwargs)
+        return fixed_test_set(source, self.valid_size, self.num_sources, self.sample_rate,
+                              self.valid_segment_seconds, seed=self.seed + 1, **self.mix_kwargs)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_dataset is None and stage in (None, "fit"):
+            self.train_dataset = self._make(self.train_source, True)
+        if self.valid_dataset is None and self.valid_source is not None and stage in (None, "fit", "validate"):
+            self.valid_dataset = self._make(self.valid_source, False)
+
+    def _loader(self, ds: Dataset, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
+        return DataLoader(ds, batch_size=batch_size, sampler=EpochSampler(len(ds), shuffle=shuffle, seed=self.seed),
+                          num_workers=self.num_workers, collate_fn=collate_mixtures, pin_memory=self.pin_memory,
+                          drop_last=drop_last, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_dataset is None:
+            self.setup("fit")
+        return self._loader(self.train_dataset, self.batch_size, True, len(self.train_dataset) >= self.batch_size)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.valid_source is None:
+            return []
+        if self.valid_dataset is None:
+            self.setup("validate")
+        return self._loader(self.valid_dataset, 1, False, False)
