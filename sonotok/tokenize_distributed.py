@@ -93,6 +93,27 @@ class TokenizeModule(LightningModule):
         self.long_file_seconds = long_file_seconds
         self.chunk_seconds = chunk_seconds
 
+    # ddp_spawn pickles the module, and weight-norm parametrizations cannot be pickled: ship the model
+    # directory instead and reload it in each process (same weights, same model id).
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        mods = dict(state["_modules"])
+        codec = mods.pop("codec")
+        model_dir = getattr(codec, "model_dir", None)
+        if model_dir is None:
+            raise RuntimeError("distributed tokenization with spawned processes needs a codec loaded with "
+                               "sonotok.load(model_dir) (it is reloaded in every process)")
+        state["_modules"] = mods
+        state["_codec_dir"] = str(model_dir)
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        import sonotok
+
+        model_dir = state.pop("_codec_dir")
+        self.__dict__.update(state)
+        self._modules["codec"] = sonotok.load(model_dir)
+
     def predict_step(self, batch: List[Dict[str, Any]], batch_idx: int = 0) -> List[Dict[str, Any]]:
         out: List[Dict[str, Any]] = []
         short = [b for b in batch if b["wav"] is not None and b["error"] is None]
