@@ -284,3 +284,24 @@ def test_stream_latency_formula():
     assert algorithmic_latency_samples(480, 320, 10) == 320 + 10 + 480 - 160
     s = summarize_times([0.001] * 19 + [0.01])
     assert s["max_ms"] == pytest.approx(10) and s["p95_ms"] == pytest.approx(1)
+
+
+@pytest.mark.parametrize("kind", ["rvq", "grvq", "rvq_proj"])
+def test_cached_norm_vq_gives_identical_codes(kind):
+    from sonotok.export.streaming import FrozenVQCachedNorms
+    from sonotok.quantizers.rvq import GroupedResidualVQ
+
+    if kind == "rvq":
+        q = ResidualVQ(32, 4, 1024, kmeans_init=False)
+    elif kind == "rvq_proj":
+        q = ResidualVQ(32, 3, 256, codebook_dim=8, kmeans_init=False)
+    else:
+        q = GroupedResidualVQ(32, groups=2, levels=2, codebook_size=256, kmeans_init=False)
+    q.eval()
+    frozen = q.to_frozen()
+    fast = FrozenVQCachedNorms(frozen)
+    z = torch.randn(3, 32, 50)
+    assert torch.equal(fast.encode(z), frozen.encode(z))
+    assert torch.equal(fast.encode(z), q.encode(z))
+    assert torch.equal(torch.jit.script(fast).encode(z), frozen.encode(z))
+    torch.testing.assert_close(fast.decode(frozen.encode(z)), frozen.decode(frozen.encode(z)))
