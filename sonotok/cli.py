@@ -21,6 +21,7 @@ SUBCOMMANDS = [
     ("sonotok.export.cli", "export"),
     ("sonotok.stream_cli", "stream"),
     ("sonotok.separation_cli", "separate"),
+    ("sonotok.prepare_cli", "prepare"),
 ]
 
 EPILOG = """\
