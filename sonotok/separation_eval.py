@@ -69,12 +69,8 @@ def oracle_masks(mix: Tensor, sources: Tensor, noise: Optional[Tensor] = None, s
 def _sdr(est: Tensor, ref: Tensor) -> Tensor:
     """Mean SDR over sources ``[B]``; a tiny diagonal load keeps the 512-tap distortion filter solvable
     for band-limited references (NaN if it still fails)."""
-    try:
-        return signal_distortion_ratio(est.double(), ref.double(), load_diag=1e-10).mean(-1).float()
-    except RuntimeError:
-        pass
-    # oneMKL's batched LU fails ("DLASWP parameter 6") once torch.set_num_threads has gone 1 -> 2 in a
-    # process (e.g. tests, then training); the single-threaded solve is unaffected.
+    # Solved single-threaded: oneMKL's batched LU fails ("DLASWP parameter 6") once
+    # torch.set_num_threads has gone 1 -> 2 in a process (e.g. tests, then training); 1 thread is unaffected.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

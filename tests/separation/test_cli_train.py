@@ -59,3 +59,25 @@ def test_fast_dev_run_training(tmp_path, fake_corpus):
     ], config_name="separate")
     summary = run_training(cfg)
     assert summary["steps"] == 1
+
+
+def test_short_training_writes_loadable_model_and_checkpoint(tmp_path, fake_corpus):
+    import sonotok
+    from sonotok.training.train import compose_config, run_training
+
+    torch.set_num_threads(1)
+    cfg = compose_config([
+        "separation=convtasnet_tiny", f"out_dir={tmp_path}/run", "trainer.max_steps=2", "logger={}",
+        "callbacks.best=null", "callbacks.lr=null", "callbacks.last.every_n_train_steps=1",
+        "trainer.enable_progress_bar=false", "threads=1",
+        f"data.train={fake_corpus}/train.jsonl", "data.valid=null", "data.num_workers=0", "data.segment_seconds=0.5",
+        "separator.encoder.num_filters=16", "separator.masker.bottleneck=8", "separator.masker.hidden=8",
+    ], config_name="separate")
+    summary = run_training(cfg)
+    assert summary["steps"] == 2
+    m_dir = sonotok.load(summary["model_dir"])
+    m_ckpt = sonotok.load(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    x = torch.randn(1, 1, 400)
+    with torch.no_grad():
+        assert torch.allclose(m_dir(x), m_ckpt(x), atol=1e-6)
+    assert m_dir.meta["task"] == "separation" and m_dir.meta["train_steps"] == 2

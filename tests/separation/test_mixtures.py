@@ -92,3 +92,13 @@ def test_folder_reader_errors(tmp_path):
         MixtureFolderDataset(root)
     with pytest.raises(MixtureError, match="noise/"):
         MixtureFolderDataset(_tree(tmp_path / "nonoise"), use_noise=True)
+
+
+@pytest.mark.skipif(not list(Path("/usr/share/asterisk/moh").glob("*.g722")), reason="no Asterisk music")
+def test_music_noise(fake_corpus):
+    ds = MixtureDataset(fake_corpus / "train.jsonl", 2, 8000, 0.5, length=4, noise_prob=1.0, music_prob=1.0,
+                        music_glob="/usr/share/asterisk/moh/macroform-cold_day.g722")
+    r = ds.describe(0)
+    assert r["noise"]["kind"] == "music"
+    it = ds.render(r)
+    assert it["noise"].abs().max() > 0 and (it["mix"] - it["sources"].sum(0) - it["noise"]).abs().max() < 1e-6
