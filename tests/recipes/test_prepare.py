@@ -1,6 +1,7 @@
 """Recipe prepare steps on small fake trees that mimic each dataset's real layout."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -216,3 +217,37 @@ def test_libri2mix_missing_source_folder_and_file(libri2mix, tmp_path):
 def test_cli_reports_layout_errors(tmp_path, capsys):
     assert cli_main(["prepare", "libri2mix", "--root", str(tmp_path), "--out", str(tmp_path / "m")]) == 2
     assert "expected Libri2Mix/wav" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- run.sh
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+@pytest.mark.parametrize("recipe", ["libritts_24k", "librispeech_16k", "vctk_24k", "libri2mix_8k"])
+def test_run_sh_is_valid_bash_with_all_stages(recipe):
+    import subprocess
+
+    script = RECIPES / recipe / "run.sh"
+    assert (RECIPES / recipe / "README.md").is_file()
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    for stage in ("prepare", "train", "export", "eval"):
+        assert f"$SONOTOK {stage}" in text or f"$SONOTOK {stage.replace('eval', 'separation-eval')}" in text
+    assert "trainer=" in text and "published" in (RECIPES / recipe / "README.md").read_text()
+
+
+@pytest.mark.parametrize("recipe,tree", [("libritts_24k", "libritts"), ("librispeech_16k", "librispeech"),
+                                         ("vctk_24k", "vctk"), ("libri2mix_8k", "libri2mix")])
+def test_run_sh_prepare_stage(recipe, tree, request, tmp_path):
+    import subprocess
+    import sys
+
+    root = request.getfixturevalue(tree)
+    sub = {"libritts": "LibriTTS", "librispeech": "LibriSpeech", "vctk": "VCTK-Corpus-0.92",
+           "libri2mix": "Libri2Mix"}[tree]
+    env = {**os.environ, "DATA_ROOT": str(root / sub), "WORK": str(tmp_path / "work"),
+           "SONOTOK": f"{sys.executable} -m sonotok.cli"}
+    subprocess.run(["bash", str(RECIPES / recipe / "run.sh"), "0", "0"], check=True, env=env,
+                   cwd=RECIPES.parent, capture_output=True)
+    assert (tmp_path / "work" / "manifests" / "test.jsonl").is_file()
