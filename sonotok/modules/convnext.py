@@ -10,7 +10,6 @@ References:
     Siuzdak, 2023, "Vocos" (ConvNeXt-1D backbone for Fourier-domain audio synthesis).
 """
 
-from __future__ import annotations
 
 from typing import List, Tuple
 

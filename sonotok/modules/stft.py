@@ -18,7 +18,6 @@ References:
     Ji et al., 2024, "WavTokenizer: an Efficient Acoustic Discrete Codec Tokenizer".
 """
 
-from __future__ import annotations
 
 import math
 from typing import List, Tuple

@@ -16,7 +16,6 @@ References:
     Liu et al., 2022, "A ConvNet for the 2020s".
 """
 
-from __future__ import annotations
 
 from typing import List, Tuple
 
