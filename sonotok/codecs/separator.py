@@ -378,3 +378,60 @@ def export_separator(model: ConvTasNet, out_dir: str, example_seconds: float = 1
             _save(streaming, "separator_streaming.pt")
     (out / "separator_export.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
+
+
+class CodecLatentSeparator(nn.Module):
+    """A Conv-TasNet masker on a sonotok codec's latent: ``codec.encoder`` replaces the learned
+    filterbank encoder and ``codec.decoder`` the filterbank decoder (a separation head on a trained codec).
+
+    ``mix [B, 1, T] -> z = encoder(mix) [B, D, F] -> masks [B, S, D, F] -> decoder(mask * z)[..., :T]``.
+    The codec is frozen by default (only the masker trains), so separated sources come out of the codec's
+    own decoder; quality is bounded by the codec's reconstruction. Reference for the masker: Luo &
+    Mesgarani, 2019 (Conv-TasNet); masking a learned latent is the same idea with a pretrained front end.
+
+    Args:
+        codec: a :class:`~sonotok.codecs.Codec` (e.g. ``sonotok.load("runs/tiny/model")`` in the config).
+        masker: a :class:`TCNMasker` with ``num_filters`` equal to the codec's latent dimension.
+        freeze_codec: keep the codec's weights fixed (they still live in this model's state dict).
+        name: model name.
+    """
+
+    def __init__(self, codec: nn.Module, masker: TCNMasker, freeze_codec: bool = True,
+                 name: str = "codec_latent_separator"):
+        super().__init__()
+        self.encoder = codec.encoder
+        self.decoder = codec.decoder
+        self.masker = masker
+        self.freeze_codec = bool(freeze_codec)
+        if self.freeze_codec:
+            for p in list(self.encoder.parameters()) + list(self.decoder.parameters()):
+                p.requires_grad_(False)
+        self.sample_rate = int(codec.sample_rate)
+        self.channels = 1
+        self.num_sources = int(masker.num_sources)
+        self.hop_length = int(codec.hop_length)
+        self.frame_rate = self.sample_rate / self.hop_length
+        self.causal = bool(masker.causal)
+        self.latency_samples = int(getattr(codec, "latency_samples", self.hop_length))
+        self.latency_ms = 1000.0 * self.latency_samples / self.sample_rate
+        self.name = name
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze_codec:  # frozen parts stay in eval mode (no dropout / norm statistics updates)
+            self.encoder.eval()
+            self.decoder.eval()
+        return self
+
+    def forward(self, mix: Tensor) -> Tensor:
+        """Separate ``mix [B, 1, T]`` (or ``[B, T]``) into ``[B, S, T]``."""
+        if mix.dim() == 2:
+            mix = mix.unsqueeze(1)
+        assert mix.dim() == 3 and mix.shape[1] == 1, f"expected mix [B, 1, T], got {list(mix.shape)}"
+        length = mix.shape[-1]
+        z = self.encoder(mix)
+        masks = self.masker(z)
+        out = self.decoder((masks * z.unsqueeze(1)).flatten(0, 1))[..., :length]
+        if out.shape[-1] < length:
+            out = nn.functional.pad(out, (0, length - out.shape[-1]))
+        return out.reshape(mix.shape[0], self.num_sources, length)

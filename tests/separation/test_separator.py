@@ -96,3 +96,27 @@ def test_model_dir_roundtrip(tmp_path):
     with torch.no_grad():
         assert torch.allclose(loaded(x), m.eval()(x), atol=1e-6)
     assert loaded.meta["num_sources"] == 2 and loaded.sample_rate == 8000
+
+
+def test_codec_latent_separator(tmp_path):
+    from hydra.utils import instantiate
+
+    import sonotok
+    from sonotok.model_io import save_model
+    from sonotok.training.train import compose_config
+
+    ccfg = compose_config(["experiment=tiny", "encoder.n_filters=4", "decoder.n_filters=4", "latent_dim=8",
+                           "quantizer.codebook_size=16", "quantizer.num_codebooks=2"])
+    save_model(instantiate(ccfg.codec), tmp_path / "codec", ccfg.codec)
+    cfg = compose_config(["separation=codec_latent_tiny", f"codec_model={tmp_path / 'codec'}",
+                          "separator.masker.num_filters=8", "separator.masker.bottleneck=8",
+                          "separator.masker.hidden=8"], config_name="separate")
+    sep = instantiate(cfg.separator)
+    trainable = [n for n, p in sep.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith("masker.") for n in trainable)
+    x = torch.randn(2, 1, 1000)
+    assert sep(x).shape == (2, 2, 1000)
+    save_model(sep, tmp_path / "sep", cfg.separator)
+    loaded = sonotok.load(tmp_path / "sep")
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), sep.eval()(x), atol=1e-5)
