@@ -120,3 +120,16 @@ def test_codec_latent_separator(tmp_path):
     loaded = sonotok.load(tmp_path / "sep")
     with torch.no_grad():
         assert torch.allclose(loaded(x), sep.eval()(x), atol=1e-5)
+
+
+def test_torch_export_offline_and_step():
+    m = conv_tasnet(2, norm="cln", causal=True, **TINY).eval()
+    x = torch.randn(1, 1, 320)
+    ep = torch.export.export(m, (x,))
+    assert (ep.module()(x) - m(x)).abs().max() < 1e-5
+    s = StreamingSeparator(m)
+    chunk = torch.randn(1, 1, 80)
+    ep2 = torch.export.export(s, (chunk, s.init_state(1)))
+    y, _ = ep2.module()(chunk, s.init_state(1))
+    y_ref, _ = s(chunk, s.init_state(1))
+    assert (y - y_ref).abs().max() < 1e-5
