@@ -65,3 +65,12 @@ def test_two_process_ddp_union_equals_single_process(tiny_model_dir, inputs, tmp
     assert _outputs(dist) == _outputs(ref)
     files = lambda d: sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file())  # noqa: E731
     assert files(dist) == files(ref)
+
+
+def test_cli_distributed_flag(tiny_model_dir, audio_dir, tmp_path):
+    from sonotok.cli import main
+
+    out = tmp_path / "c"
+    assert main(["tokenize", "-m", str(tiny_model_dir), str(audio_dir), "-o", str(out), "--distributed",
+                 "--accelerator", "cpu", "--devices", "1", "--no-progress"]) == 0
+    assert len(_rows(out)) == 6 and all(r["status"] == "ok" for r in _rows(out).values())

@@ -71,7 +71,7 @@ def _run(tiny_model_dir, tmp_path, seconds, compare):
 
 
 def test_long_file_bounded_memory_fast(tiny_model_dir, tmp_path):
-    out = _run(tiny_model_dir, tmp_path, 60.0, compare=True)
+    out = _run(tiny_model_dir, tmp_path, 30.0, compare=True)
     assert out["equal"], "streamed codes differ from whole-file codes"
 
 

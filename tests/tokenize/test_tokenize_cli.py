@@ -242,3 +242,16 @@ def test_tokenize_api_summary(tmp_path, codec, audio_dir):
     assert s.as_dict()["audio_hours"] > 0
     s2 = tokenize(codec, [audio_dir], tmp_path / "c", batch_size=2, progress=False)
     assert (s2.written, s2.skipped) == (0, 6)
+
+
+def test_progress_bar_reports_rates(tmp_path, tiny_model_dir, audio_dir, capsys):
+    assert main(["tokenize", "-m", str(tiny_model_dir), str(audio_dir), "-o", str(tmp_path / "c")]) == 0
+    err = capsys.readouterr().err
+    assert "files/s" in err and "audio-h/s" in err and "tokenized 6 files" in err
+
+
+def test_cli_help_lists_both_subcommands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "tokenize" in out and "decode" in out

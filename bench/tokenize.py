@@ -1,0 +1,141 @@
+"""Tokenization throughput and peak memory on CPU: batch 1 vs batched, tiny and default-sized models.
+
+Run from the repository root as a module (a script named tokenize.py would shadow the standard library's
+``tokenize`` if run by path):
+
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python -m bench.tokenize [--files 24] [--threads 1]
+
+Builds a folder of synthetic 16 kHz files (2-10 s), saves each model (random weights: speed does not
+depend on weight values) as a model directory, and runs ``sonotok.tokenize.tokenize`` in a fresh
+subprocess per (model, batch size) so peak RSS (``ru_maxrss``) is measured alone. Prints a markdown table
+and writes ``bench/results/tokenize.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run by path: drop bench/ from sys.path so stdlib `tokenize` stays reachable
+    sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "tokenize.json"
+
+MODELS = {
+    # experiment=tiny as shipped: SEANet 16 filters, latent 64, RVQ 8 x 1024 (4 kbps at 50 Hz)
+    "tiny": ["experiment=tiny", "quantizer.kmeans_init=false"],
+    # the train.yaml defaults: SEANet 32 filters, dilations 1/3/9, latent 128, RVQ 8 x 1024
+    "default": ["quantizer.kmeans_init=false"],
+}
+
+
+def build_corpus(root: Path, n: int, seed: int = 0) -> float:
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    total = 0.0
+    for i in range(n):
+        sec = float(rng.uniform(2.0, 10.0))
+        t = np.arange(int(sec * 16000)) / 16000
+        x = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 300) * t) + 0.05 * rng.standard_normal(t.size)
+        (root / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
+        sf.write(str(root / f"d{i % 3}" / f"f{i:03d}.wav"), x.astype(np.float32), 16000)
+        total += sec
+    return total
+
+
+def save_models(root: Path) -> dict:
+    import torch
+    from hydra.utils import instantiate
+
+    from sonotok.model_io import save_model
+    from sonotok.training.train import compose_config
+
+    out = {}
+    for name, overrides in MODELS.items():
+        torch.manual_seed(0)
+        cfg = compose_config(overrides)
+        codec = instantiate(cfg.codec).eval()
+        out[name] = {"dir": str(save_model(codec, root / name, cfg.codec)),
+                     "params": int(sum(p.numel() for p in codec.parameters()))}
+    return out
+
+
+def worker(model_dir: str, folder: str, out: str, batch_size: int, threads: int) -> dict:
+    import resource
+
+    import torch
+
+    torch.set_num_threads(threads)
+    import sonotok
+    from sonotok.tokenize import tokenize
+
+    codec = sonotok.load(model_dir)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    s = tokenize(codec, [folder], out, batch_size=batch_size, progress=False)
+    el = time.perf_counter() - t0
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert s.failed == 0 and s.written > 0, s
+    return {"files": s.written, "audio_s": s.audio_seconds, "elapsed_s": el,
+            "audio_hours_per_hour": s.audio_seconds / el, "files_per_s": s.written / el,
+            "peak_rss_mib": rss1, "rss_after_load_mib": rss0}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, default=24)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch-sizes", default="1,8")
+    ap.add_argument("--models", default="tiny,default")
+    ap.add_argument("--worker", nargs=4, metavar=("MODEL", "FOLDER", "OUT", "BATCH"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        m, f, o, b = args.worker
+        print(json.dumps(worker(m, f, o, int(b), args.threads)))
+        return 0
+    env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        audio_s = build_corpus(tmp / "audio", args.files)
+        models = save_models(tmp / "models")
+        for name in args.models.split(","):
+            for bs in map(int, args.batch_sizes.split(",")):
+                cmd = [sys.executable, "-m", "bench.tokenize", "--threads", str(args.threads), "--worker",
+                       models[name]["dir"], str(tmp / "audio"), str(tmp / f"out_{name}_{bs}"), str(bs)]
+                res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+                if res.returncode:
+                    print(res.stderr[-3000:], file=sys.stderr)
+                    return 1
+                r = json.loads(res.stdout.strip().splitlines()[-1])
+                rows.append({"model": name, "params": models[name]["params"], "batch_size": bs, **r})
+                print(f"{name} batch {bs}: {r['audio_hours_per_hour']:.0f}x real time", file=sys.stderr)
+    lines = ["| model | params | batch | files | audio (min) | wall (s) | audio-h / h | files/s | peak RSS (MiB) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['params'] / 1e3:.0f}k | {r['batch_size']} | {r['files']} | "
+                     f"{r['audio_s'] / 60:.1f} | {r['elapsed_s']:.2f} | {r['audio_hours_per_hour']:.0f} | "
+                     f"{r['files_per_s']:.1f} | {r['peak_rss_mib']:.0f} |")
+    table = "\n".join(lines)
+    print(table)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "rows": rows, "table": table, "threads": args.threads, "corpus_audio_s": audio_s,
+        "machine": f"{platform.machine()} {os.cpu_count()} CPUs, shared with other jobs (OMP_WAIT_POLICY=PASSIVE)",
+        "torch": __import__("torch").__version__, "date": time.strftime("%Y-%m-%d %H:%M"),
+    }, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
