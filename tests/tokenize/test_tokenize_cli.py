@@ -255,3 +255,11 @@ def test_cli_help_lists_both_subcommands(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert "tokenize" in out and "decode" in out
+
+
+def test_decode_lower_bitrate_codes(tmp_path, tiny_model_dir, audio_dir):
+    out, wavs = tmp_path / "c", tmp_path / "w"
+    assert main(["tokenize", "-m", str(tiny_model_dir), str(audio_dir / "f0.wav"), "-o", str(out), "-k", "2",
+                 "--no-progress"]) == 0
+    assert main(["decode", "-m", str(tiny_model_dir), str(out / "f0.npy"), "-o", str(wavs), "--no-progress"]) == 0
+    assert sf.info(str(wavs / "f0.wav")).frames == sf.info(str(audio_dir / "f0.wav")).frames
