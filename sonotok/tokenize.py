@@ -507,6 +507,11 @@ def tokenize(
 
     shard: Optional[ShardWriter] = None
     shard_rows: List[Dict[str, Any]] = []
+    if fmt == "safetensors":  # a shard no manifest row refers to was orphaned by a kill: its items are redone
+        referenced = {r.get("codes") for r in man.rows.values() if r.get("format") == "safetensors"}
+        for p in out.glob("shard-*.safetensors"):
+            if p.name not in referenced:
+                p.unlink()
     next_shard = 1 + max([int(p.stem.split("-")[-1]) for p in out.glob("shard-*.safetensors")
                           if p.stem.split("-")[-1].isdigit()] + [-1])
 

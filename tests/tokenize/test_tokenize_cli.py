@@ -163,6 +163,12 @@ def test_safetensors_shards_roundtrip_and_resume(tmp_path, tiny_model_dir, audio
     before = {p.name: p.stat().st_mtime_ns for p in shards}
     assert main(args) == 0  # resume: nothing redone
     assert {p.name: p.stat().st_mtime_ns for p in st.glob("shard-*.safetensors")} == before
+    # a kill between writing a shard and recording it leaves an orphan shard: removed, its items redone
+    rows = [r for r in (st / "manifest.jsonl").read_text().splitlines() if "shard-00001" not in r]
+    (st / "manifest.jsonl").write_text("\n".join(rows) + "\n")
+    assert main(args) == 0
+    assert sorted(p.name for p in st.glob("shard-*.safetensors")) == ["shard-00000.safetensors", "shard-00001.safetensors"]
+    assert len(load_shard(st / "shard-00001.safetensors")) == 2
     wavs = tmp_path / "wavs"
     assert main(["decode", "-m", str(tiny_model_dir), str(st), "-o", str(wavs), "--no-progress"]) == 0
     assert sf.info(str(wavs / "sub/f3.wav")).frames == sf.info(str(audio_dir / "sub/f3.wav")).frames
