@@ -23,6 +23,8 @@ def _tokenize(args) -> int:
     from sonotok.tokenize import format_summary, tokenize
 
     codec = _load(args)
+    if args.batch_size is None:
+        args.batch_size = 1 if str(args.device).startswith("cpu") else 8
     if args.distributed:
         from sonotok.tokenize_distributed import tokenize_distributed
 
@@ -71,7 +73,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", "-m", required=True, help="model directory, shipped name or sonotok .ckpt")
     p.add_argument("--out", "-o", required=True, help="output folder")
     p.add_argument("--num-codebooks", "-k", type=int, default=None, help="write only the first K codebooks")
-    p.add_argument("--batch-size", "-b", type=int, default=8, help="files per padded batch (default 8)")
+    p.add_argument("--batch-size", "-b", type=int, default=None,
+                   help="files per padded batch (default 8 on GPU, 1 on CPU where wide batches measured slower: "
+                   "bench/tokenize.py)")
     p.add_argument("--format", choices=["npy", "safetensors"], default="npy")
     p.add_argument("--shard-size", type=int, default=1000, help="items per .safetensors shard")
     p.add_argument("--channels", choices=["downmix", "reject", "first"], default="downmix",
