@@ -37,6 +37,9 @@ from pathlib import Path
 from typing import Callable, Dict, List
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# bench/ holds scripts named like standard modules (bench/tokenize.py): keep it off the import path
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = [("sonotok tiny 16k", "tiny"), ("sonotok encodec_like_24k", "encodec_like_24k")]
@@ -46,6 +49,7 @@ def _stats(times_s: List[float]) -> Dict[str, float]:
     ms = sorted(1000.0 * t for t in times_s)
     return {
         "mean_ms": statistics.fmean(ms),
+        "median_ms": statistics.median(ms),
         "p95_ms": ms[min(len(ms) - 1, int(round(0.95 * (len(ms) - 1))))],
         "max_ms": ms[-1],
     }
@@ -80,6 +84,7 @@ def _stream(step: Callable, frames: List, frame_ms: float, warmup: int = 5) -> D
     s = _stats(times)
     s["frame_ms"] = frame_ms
     s["x_realtime"] = frame_ms / s["mean_ms"]
+    s["median_x_realtime"] = frame_ms / s["median_ms"]
     s["p95_x_realtime"] = frame_ms / s["p95_ms"]
     s["frames"] = len(frames)
     return s
@@ -185,7 +190,8 @@ def peer_mimi(seconds: float, repeats: int) -> Dict[str, object]:
 def run_peer(python: str, name: str, seconds: float, repeats: int, threads: int) -> Dict[str, object]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     env["OMP_WAIT_POLICY"] = "PASSIVE"
-    cmd = [python, str(Path(__file__).resolve()), "--peer", name, "--seconds", str(seconds),
+    # -P: do not put bench/ on sys.path (bench/tokenize.py would shadow the standard library's tokenize)
+    cmd = [python, "-P", str(Path(__file__).resolve()), "--peer", name, "--seconds", str(seconds),
            "--repeats", str(repeats), "--threads", str(threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(), timeout=1800)
     if proc.returncode != 0:
@@ -195,7 +201,7 @@ def run_peer(python: str, name: str, seconds: float, repeats: int, threads: int)
 
 # ----------------------------------------------------------------- report
 def table(results: Dict[str, Dict[str, object]]) -> str:
-    rows = ["| model | frame | algorithmic latency | stream compute / frame (mean, p95) | stream x real time "
+    rows = ["| model | frame | algorithmic latency | stream compute / frame (mean, median, p95) | stream x real time (mean, median) "
             "| offline encode x RT | offline decode x RT |",
             "|---|---|---|---|---|---|---|"]
 
@@ -213,18 +219,20 @@ def table(results: Dict[str, Dict[str, object]]) -> str:
                     continue
                 rows.append(
                     f"| {label} ({v}) | {r['frame_ms']:.1f} ms | {r['latency_ms']:.1f} ms | "
-                    f"{s['mean_ms']:.2f} / {s['p95_ms']:.2f} ms | {s['x_realtime']:.1f}x | "
+                    f"{s['mean_ms']:.1f} / {s['median_ms']:.1f} / {s['p95_ms']:.1f} ms | "
+                    f"{s['x_realtime']:.1f}x / {s['median_x_realtime']:.1f}x | "
                     f"{o['encode_x_realtime']:.1f}x | {o['decode_x_realtime']:.1f}x |")
             s = r["stream_eager"]
             rows.append(f"| {label} (eager, unfolded) | {r['frame_ms']:.1f} ms | {r['latency_ms']:.1f} ms | "
-                        f"{s['mean_ms']:.2f} / {s['p95_ms']:.2f} ms | {s['x_realtime']:.1f}x | - | - |")
+                        f"{s['mean_ms']:.1f} / {s['median_ms']:.1f} / {s['p95_ms']:.1f} ms | "
+                        f"{s['x_realtime']:.1f}x / {s['median_x_realtime']:.1f}x | - | - |")
         else:
             s, o = r.get("stream"), r["offline"]
             rows.append(
                 f"| {r['model']} | {r['frame_ms']:.1f} ms | "
                 f"{fmt(r['frame_ms']) + ' ms' if s else 'offline'} | "
-                f"{'%.2f / %.2f ms' % (s['mean_ms'], s['p95_ms']) if s else '-'} | "
-                f"{fmt(s['x_realtime']) + 'x' if s else '-'} | "
+                f"{'%.1f / %.1f / %.1f ms' % (s['mean_ms'], s['median_ms'], s['p95_ms']) if s else '-'} | "
+                f"{'%.1fx / %.1fx' % (s['x_realtime'], s['median_x_realtime']) if s else '-'} | "
                 f"{o['encode_x_realtime']:.1f}x | {o['decode_x_realtime']:.1f}x |")
     return "\n".join(rows)
 
