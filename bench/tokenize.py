@@ -13,6 +13,24 @@ and writes ``bench/results/tokenize.json``.
 
 from __future__ import annotations
 
+if __name__ == "tokenize":  # pragma: no cover
+    # Imported as the standard library's `tokenize` because a script run by path (python bench/x.py) put
+    # bench/ on sys.path: hand the importer the real stdlib module (the import system returns whatever
+    # sys.modules holds once this body finishes), so linecache/inspect/tracebacks keep working.
+    import os as _os
+    import sys as _sys
+
+    _here = _os.path.dirname(_os.path.abspath(__file__))
+    _saved = list(_sys.path)
+    _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _here]
+    del _sys.modules["tokenize"]
+    try:
+        import tokenize as _std
+    finally:
+        _sys.path[:] = _saved
+    _sys.modules["tokenize"] = _std
+    globals().update({k: v for k, v in vars(_std).items() if not k.startswith("__")})
+
 import argparse
 import json
 import os
