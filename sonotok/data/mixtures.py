@@ -92,12 +92,18 @@ class MixtureDataset(Dataset):
         seed: seed.
         fixed: items depend on ``(seed, index)`` only (a fixed test set); otherwise on the epoch too.
         target_rms: mixture RMS after scaling (peaks are then kept below 0.9).
+        fill: each source is a speaker *track*: utterances of that speaker back to back (pauses up to
+            ``max_pause`` s) filling the whole segment, so the speakers overlap throughout (as WSJ0-2mix /
+            Libri2Mix "min" mixtures do). ``False``: one utterance per source, zero-padded at a random
+            position when shorter than the segment (short prompts then barely overlap: easy for oracles).
+        max_pause: longest pause between the utterances of a track (s).
     """
 
     def __init__(self, manifest: str | os.PathLike, num_sources: int = 2, sample_rate: int = 8000,
                  segment_seconds: float = 4.0, length: int = 10000, max_relative_db: float = 5.0,
                  noise_prob: float = 0.0, noise_snr_db: Sequence[float] = (5.0, 20.0), music_prob: float = 0.5,
-                 music_glob: str = MUSIC_GLOB, seed: int = 0, fixed: bool = False, target_rms: float = 0.1):
+                 music_glob: str = MUSIC_GLOB, seed: int = 0, fixed: bool = False, target_rms: float = 0.1,
+                 fill: bool = True, max_pause: float = 0.3):
         from sonotok.data.corpus import read_manifest
 
         path = Path(manifest)
@@ -132,6 +138,8 @@ class MixtureDataset(Dataset):
         self.seed = int(seed)
         self.fixed = bool(fixed)
         self.target_rms = float(target_rms)
+        self.fill = bool(fill)
+        self.max_pause = float(max_pause)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -148,17 +156,32 @@ class MixtureDataset(Dataset):
         rng = self._rng(int(index), self.epoch if epoch is None else int(epoch))
         spk = [self.speakers[i] for i in rng.choice(len(self.speakers), self.num_sources, replace=False)]
         srcs = []
+        seg = self.segment_seconds
         for k, s in enumerate(spk):
             rows = self.rows[s]
-            row = rows[int(rng.integers(len(rows)))]
-            dur = float(row.get("duration") or 0.0)
-            slack = dur - self.segment_seconds
-            if slack > 0:
-                offset, place = float(rng.uniform(0, slack)), 0.0
-            else:
-                offset, place = 0.0, float(rng.uniform(0, -slack))
+            pieces = []
+            pos = 0.0
+            while pos < seg - 0.05:
+                row = rows[int(rng.integers(len(rows)))]
+                dur = float(row.get("duration") or 0.0)
+                if self.fill:
+                    # a speaker track: utterances of this speaker back to back (short pauses) fill the segment
+                    offset = float(rng.uniform(0, max(0.0, dur - (seg - pos)))) if not pieces else 0.0
+                    take = min(dur - offset, seg - pos)
+                    pieces.append({"path": row["abspath"], "offset": offset, "place": pos, "seconds": take})
+                    pos += take + float(rng.uniform(0.0, self.max_pause))
+                else:
+                    slack = dur - seg
+                    if slack > 0:
+                        offset, place = float(rng.uniform(0, slack)), 0.0
+                    else:
+                        offset, place = 0.0, float(rng.uniform(0, -slack))
+                    pieces.append({"path": row["abspath"], "offset": offset, "place": place, "seconds": min(dur, seg)})
+                    break
+                if dur <= 0:
+                    break
             gain = 0.0 if k == 0 else float(rng.uniform(-self.max_relative_db, self.max_relative_db))
-            srcs.append({"speaker": s, "path": row["abspath"], "offset": offset, "place": place, "gain_db": gain})
+            srcs.append({"speaker": s, "pieces": pieces, "gain_db": gain})
         noise: Dict[str, Any] | None = None
         if self.noise_prob > 0 and rng.random() < self.noise_prob:
             snr = float(rng.uniform(*self.noise_snr_db))
@@ -174,12 +197,16 @@ class MixtureDataset(Dataset):
 
     def _read(self, src: Dict[str, Any]) -> torch.Tensor:
         n = self.segment_length
-        wav = load_audio(src["path"], self.sample_rate, "downmix", offset=src["offset"],
-                         duration=self.segment_seconds + 0.01)[0]
-        wav = wav[:n]
         out = torch.zeros(n)
-        start = min(int(round(src["place"] * self.sample_rate)), n - wav.numel())
-        out[start : start + wav.numel()] = wav
+        for pc in src["pieces"]:
+            start = int(round(pc["place"] * self.sample_rate))
+            if start >= n:
+                continue
+            wav = load_audio(pc["path"], self.sample_rate, "downmix", offset=pc["offset"],
+                             duration=pc["seconds"] + 0.01)[0]
+            wav = wav[: min(int(round(pc["seconds"] * self.sample_rate)), n)]
+            start = min(start, n - wav.numel())
+            out[start : start + wav.numel()] += wav
         return out
 
     def render(self, recipe: Dict[str, Any]) -> Dict[str, torch.Tensor]:
