@@ -47,7 +47,6 @@ class CausalWindowAttention(nn.Module):
         context: number of frames each query sees, itself included.
     """
 
-    num_states: int
 
     def __init__(self, dim: int, num_heads: int = 4, context: int = 64):
         super().__init__()
@@ -132,7 +131,6 @@ class WavTokenizerDecoder(nn.Module):
         window: synthesis window of the head.
     """
 
-    num_states: int
 
     def __init__(
         self,
