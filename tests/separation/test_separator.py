@@ -105,7 +105,7 @@ def test_codec_latent_separator(tmp_path):
     from sonotok.model_io import save_model
     from sonotok.training.train import compose_config
 
-    ccfg = compose_config(["experiment=tiny", "encoder.n_filters=4", "decoder.n_filters=4", "latent_dim=8",
+    ccfg = compose_config(["experiment=tiny_seanet", "encoder.n_filters=4", "decoder.n_filters=4", "latent_dim=8",
                            "quantizer.codebook_size=16", "quantizer.num_codebooks=2"])
     save_model(instantiate(ccfg.codec), tmp_path / "codec", ccfg.codec)
     cfg = compose_config(["separation=codec_latent_tiny", f"codec_model={tmp_path / 'codec'}",
