@@ -13,7 +13,7 @@ from sonotok.training.train import compose_config
 
 
 def tiny_cfg(**over):
-    ov = ["experiment=tiny", "encoder.n_filters=4", "decoder.n_filters=4", "latent_dim=16",
+    ov = ["experiment=tiny_seanet", "encoder.n_filters=4", "decoder.n_filters=4", "latent_dim=16",
           "quantizer.codebook_size=32", "quantizer.num_codebooks=2", "quantizer.kmeans_init=false"]
     ov += [f"{k}={v}" for k, v in over.items()]
     return compose_config(ov).codec

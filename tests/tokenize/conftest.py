@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from sonotok.model_io import save_model
 from sonotok.training.train import compose_config
 
-TINY = ["experiment=tiny", "encoder.n_filters=4", "decoder.n_filters=4", "latent_dim=8",
+TINY = ["experiment=tiny_seanet", "encoder.n_filters=4", "decoder.n_filters=4", "latent_dim=8",
         "encoder.dilations=[1]", "decoder.dilations=[1]"]
 RVQ = ["quantizer.num_codebooks=4", "quantizer.codebook_size=16", "quantizer.kmeans_init=false"]
 

@@ -36,7 +36,7 @@ def test_fast_dev_run_of_each_preset(preset, synth_folder, tmp_path):
 
 def small(folder, out_dir, steps, extra=()):
     return compose_config([
-        "experiment=tiny",
+        "experiment=tiny_seanet",
         "encoder.n_filters=4",
         "decoder.n_filters=4",
         "latent_dim=16",
@@ -91,7 +91,7 @@ def test_saved_model_reloads_and_encodes_identically(synth_folder, tmp_path):
     assert torch.equal(codes, again.encode(wav))
     assert torch.equal(codes, from_ckpt.encode(wav))
     torch.testing.assert_close(codec.decode(codes), again.decode(codes))
-    assert codec.model_id.startswith("tiny-")
+    assert codec.model_id.startswith("tiny_seanet-")
     assert codec.model_id == again.model_id
 
 
