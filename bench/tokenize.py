@@ -48,8 +48,10 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "tokenize.json"
 
 MODELS = {
-    # experiment=tiny as shipped: SEANet 16 filters, latent 64, RVQ 8 x 1024 (4 kbps at 50 Hz)
-    "tiny": ["experiment=tiny", "quantizer.kmeans_init=false"],
+    # the former tiny: SEANet 16 filters, latent 64, RVQ 8 x 1024 (4 kbps at 50 Hz)
+    "tiny_seanet": ["experiment=tiny_seanet", "quantizer.kmeans_init=false"],
+    # experiment=tiny as shipped: STFT + ConvNeXt, FSQ 8 x 1000 (3.99 kbps at 50 Hz)
+    "tiny": ["experiment=tiny"],
     # the train.yaml defaults: SEANet 32 filters, dilations 1/3/9, latent 128, RVQ 8 x 1024
     "default": ["quantizer.kmeans_init=false"],
 }

@@ -232,7 +232,15 @@ def run(args: argparse.Namespace) -> int:
         audio_all.append(audio.cpu())
         emit(audio[..., : audio.shape[-1] - tail])
     codes = torch.cat(codes_all, -1)[0]
-    recon = torch.cat(audio_all, -1)[0, :, :total]
+    delay = runner.decoder_delay
+    if delay > 0:
+        # the decoder's output lags the input by `delay` samples: flush it with silent frames so the
+        # written file is time-aligned with the input (the extra codes are not part of the output)
+        flush = -(-delay // hop) * hop
+        _, audio = runner.step(torch.zeros(1, runner.channels, flush))
+        audio_all.append(audio.cpu())
+        emit(audio[..., : max(0, delay - tail)])
+    recon = torch.cat(audio_all, -1)[0, :, delay : delay + total]
     if not to_stdout:
         from sonotok.data.audio import save_audio
 
