@@ -33,7 +33,7 @@ def test_stream_command_output_is_time_aligned(tmp_path):
     sr = codec.sample_rate
     t = np.arange(int(0.5 * sr)) / sr
     x = (0.3 * np.sin(2 * np.pi * 220 * t) * np.hanning(t.size)).astype(np.float32)
-    sf.write(tmp_path / "in.wav", x, sr)
+    sf.write(tmp_path / "in.wav", x, sr, subtype="FLOAT")
     rc = cli_main(["stream", "--model", str(model_dir), str(tmp_path / "in.wav"), "--out",
                    str(tmp_path / "out.wav"), "--chunk-ms", "10"])
     assert rc == 0
