@@ -7,7 +7,7 @@ STAMP := $(VENV)/.sonotok-installed
 DEB_PACKAGES := asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 asterisk-core-sounds-fr-g722 \
                 asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722 asterisk-moh-opsound-g722
 CORPUS ?= data/corpus
-DEMO_MINUTES ?= 10
+DEMO_MINUTES ?= 15
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install debian demo test lint clean

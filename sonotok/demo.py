@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
         "print metrics next to the shipped pretrained model",
     )
     p.add_argument("--corpus", default="data/corpus", help="corpus folder (built if missing)")
-    p.add_argument("--minutes", type=float, default=10.0, help="training time budget (default 10)")
+    p.add_argument("--minutes", type=float, default=15.0, help="training time budget (default 15)")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--experiment", default="tiny", help="training preset (default tiny)")
     p.add_argument("--eval-files", type=int, default=20, help="held-out test files to score (default 20)")
