@@ -47,6 +47,11 @@ def build_module(cfg: DictConfig):
     module_cls = get_class(cfg.get("module_target") or "sonotok.training.codec_module.CodecLightningModule")
     extra = {k: instantiate(v) if OmegaConf.is_config(v) else v for k, v in (cfg.get("module_kwargs") or {}).items()}
     codec = instantiate(cfg.codec)
+    if cfg.get("compile"):
+        # torch.compile the offline forward of encoder and decoder in place: state-dict keys, saving and
+        # the eager streaming step() are unchanged (bench/train_speed.py measures the gain)
+        codec.encoder.compile()
+        codec.decoder.compile()
     disc = instantiate(cfg.discriminator) if cfg.get("discriminator") else None
     losses = {k: instantiate(v) for k, v in cfg.loss.modules.items() if v is not None}
     weights = OmegaConf.to_container(cfg.loss.weights, resolve=True)
