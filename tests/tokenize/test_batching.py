@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import build_codec, synth, write_wav
+from tok_helpers import build_codec, synth, write_wav
 
 from sonotok.tokenize import decode_batch, decode_codes, encode_batch, encode_file, encode_stream
 

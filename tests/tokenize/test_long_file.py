@@ -52,7 +52,7 @@ def _write_long(path, seconds, sr=16000):
 
 
 def _run(tiny_model_dir, tmp_path, seconds, compare):
-    from conftest import write_wav
+    from tok_helpers import write_wav
 
     warm = write_wav(tmp_path / "warm.wav", 5.0)
     long = _write_long(tmp_path / "long.wav", seconds)

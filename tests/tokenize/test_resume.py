@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from conftest import write_wav
+from tok_helpers import write_wav
 
 from sonotok.cli import main
 from sonotok.codes_io import load_codes

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import synth, write_wav
+from tok_helpers import synth, write_wav
 
 import sonotok
 from sonotok.cli import main
