@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from sonotok.codecs.codec import Codec
+from sonotok.errors import SonotokError
 from sonotok.quantizers.base import Quantizer, QuantizerOutput, code_perplexity
 from sonotok.quantizers.frozen import FrozenVQ
 from sonotok.semantic.teacher import SemanticTeacher, attach_teacher
@@ -231,7 +232,7 @@ class XCodec(Codec):
         return self.semantic_decoder(self.fc_post_semantic(self.quantizer.decode(codes)))
 
     def encode_step(self, wav: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
-        raise NotImplementedError("XCodec cannot stream its encoder: the semantic teacher sees the whole input. "
+        raise SonotokError("XCodec cannot stream its encoder: the semantic teacher sees the whole input. "
                                   "Use first_codebook distillation (experiment=split_rvq_16k) for streaming.")
 
     @torch.no_grad()

@@ -10,6 +10,7 @@ are identical by construction.
 
 from __future__ import annotations
 
+import abc
 from typing import Dict, NamedTuple
 
 import torch
@@ -50,7 +51,7 @@ def code_perplexity(codes: Tensor, codebook_size: int) -> Tensor:
     return torch.stack(perps).mean()
 
 
-class Quantizer(nn.Module):
+class Quantizer(nn.Module, abc.ABC):
     """Base class: subclasses set ``dim``, ``num_codebooks``, ``codebook_size`` and implement
     :meth:`forward` and :meth:`to_frozen`.
 
@@ -61,11 +62,13 @@ class Quantizer(nn.Module):
     num_codebooks: int
     codebook_size: int
 
-    def forward(self, z: Tensor) -> QuantizerOutput:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def forward(self, z: Tensor) -> QuantizerOutput:
+        """``z [B, D, T] -> QuantizerOutput``."""
 
-    def to_frozen(self) -> nn.Module:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def to_frozen(self) -> nn.Module:
+        """A scriptable module with ``encode``/``decode`` giving this quantizer's codes exactly."""
 
     def _check_latent(self, z: Tensor) -> None:
         if z.dim() != 3 or z.shape[1] != self.dim:

@@ -13,6 +13,7 @@ References:
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 import os
@@ -44,7 +45,7 @@ def attach_teacher(owner: nn.Module, teacher: Optional["SemanticTeacher"], name:
     owner.__dict__[name] = teacher
 
 
-class SemanticTeacher(nn.Module):
+class SemanticTeacher(nn.Module, abc.ABC):
     """Base class of frozen teachers.
 
     Subclasses implement :meth:`hidden_states` (``wav [B, T]`` at :attr:`sample_rate` -> one
@@ -79,8 +80,9 @@ class SemanticTeacher(nn.Module):
         """Always stays in eval mode."""
         return super().train(False)
 
-    def hidden_states(self, wav: Tensor) -> List[Tensor]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def hidden_states(self, wav: Tensor) -> List[Tensor]:
+        """All hidden states ``[B, D, T']`` of the frozen model for ``wav [B, 1, T]`` at its own rate."""
 
     def identity(self) -> str:
         """A string identifying the teacher and its options (feature cache key)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Any, Callable, Dict, Mapping, Optional
 
 import lightning.pytorch as pl
@@ -229,8 +230,8 @@ class CodecLightningModule(pl.LightningModule):
                 from sonotok.training.plots import spectrogram_figure
 
                 exp.add_figure(f"spectrogram/{idx}", spectrogram_figure(ref, est, sr), step)
-            except Exception:  # noqa: BLE001 - a plotting failure must never stop training
-                pass
+            except Exception as e:  # noqa: BLE001 - a plotting failure must never stop training
+                warnings.warn(f"spectrogram logging failed: {e}", stacklevel=2)
 
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
