@@ -42,28 +42,8 @@ DESIGNS = {
     "first_codebook": ["experiment=split_rvq_16k"],
 }
 
-HARVARD = [
-    "The birch canoe slid on the smooth planks.",
-    "Glue the sheet to the dark blue background.",
-    "It's easy to tell the depth of a well.",
-    "These days a chicken leg is a rare dish.",
-    "Rice is often served in round bowls.",
-    "The juice of lemons makes fine punch.",
-    "The box was thrown beside the parked truck.",
-    "The hogs were fed chopped corn and garbage.",
-    "Four hours of steady work faced us.",
-    "A large size in stockings is hard to sell.",
-    "The boy was there when the sun rose.",
-    "A rod is used to catch pink salmon.",
-    "The source of the huge river is the clear spring.",
-    "Kick the ball straight and follow through.",
-    "Help the woman get back to her feet.",
-    "A pot of tea helps to pass the evening.",
-    "Smoky fires lack flame and heat.",
-    "The soft cushion broke the man's fall.",
-    "The salt breeze came across from the sea.",
-    "The girl at the booth sold fifty bonds.",
-]
+# Harvard sentences used for the WER test: the first 20 of sonotok.data.corpus.SENTENCES.
+N_HARVARD = 20
 
 
 # ----------------------------------------------------------------------------- data
@@ -83,9 +63,11 @@ def manifest_files(manifest: Path, per_speaker: int, min_s: float = 1.5, max_s: 
 
 def synth_sentences(work: Path, n: int) -> list[tuple[str, str]]:
     """Harvard sentences spoken by flite's slt voice (16 kHz) -> [(wav path, text)]."""
+    from sonotok.data.corpus import SENTENCES
+
     work.mkdir(parents=True, exist_ok=True)
     out = []
-    for i, text in enumerate(HARVARD[:n]):
+    for i, text in enumerate(SENTENCES[:N_HARVARD][:n]):
         p = work / f"harvard_{i:02d}.wav"
         if not p.is_file():
             subprocess.run(["flite", "-voice", "slt", "-t", text, "-o", str(p)], check=True)
