@@ -27,6 +27,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import manifest_files  # noqa: E402
+
 # The naive recipe of issue 8: causal SEANet (strides 2-4-5-8), RVQ 8 x 1024 (k-means, EMA 0.99,
 # dead-code threshold 2), multi-resolution mel + log-magnitude STFT losses, batch 8 x 1 s, AdamW 1e-3.
 NAIVE = [
@@ -53,21 +55,6 @@ DESIGNS = {
     "tiny": ["experiment=tiny"],
     "fast_16k": ["experiment=fast_16k"],
 }
-
-
-def eval_files(manifest: Path, per_speaker: int, min_s: float = 2.0, max_s: float = 8.0) -> list[str]:
-    """``per_speaker`` files of 2-8 s from each speaker of ``manifest``, spread over its list."""
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    by_spk: dict[str, list[dict]] = {}
-    for r in rows:
-        if min_s <= float(r["duration"]) <= max_s:
-            by_spk.setdefault(r["speaker"], []).append(r)
-    out = []
-    for spk in sorted(by_spk):
-        items = by_spk[spk]
-        step = max(1, len(items) // per_speaker)
-        out += [str(manifest.parent / items[i * step]["path"]) for i in range(min(per_speaker, len(items)))]
-    return out
 
 
 def build(overrides: list[str]):
@@ -210,7 +197,7 @@ def main(argv=None) -> int:
         print_table(merged)
         return 0
     torch.set_num_threads(args.threads)
-    files = eval_files(Path(args.corpus) / "test.jsonl", args.per_speaker)
+    files = manifest_files(Path(args.corpus) / "test.jsonl", args.per_speaker)
     print(f"evaluating on {len(files)} held-out files", flush=True)
     extra: dict[str, list[str]] = {}
     for o in args.override:

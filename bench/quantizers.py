@@ -42,6 +42,8 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import manifest_files  # noqa: E402
+
 # Shared encoder/decoder: the fast STFT + ConvNeXt design (issue 8, `experiment=fast_16k`: 50 Hz, latent 32)
 # with a reconstruction-only objective. vq/commit is on for every variant (FSQ has none).
 BASE = [
@@ -96,21 +98,6 @@ class StepTimer(pl.Callback):
     def on_train_end(self, trainer, pl_module):
         Path(self.out).parent.mkdir(parents=True, exist_ok=True)
         Path(self.out).write_text(json.dumps(self.times))
-
-
-def eval_files(manifest: Path, per_speaker: int, min_s: float = 2.0, max_s: float = 8.0) -> list[str]:
-    """``per_speaker`` files of 2-8 s from each speaker of ``manifest``, spread over its list."""
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    by_spk: dict[str, list[dict]] = {}
-    for r in rows:
-        if min_s <= float(r["duration"]) <= max_s:
-            by_spk.setdefault(r["speaker"], []).append(r)
-    out = []
-    for spk in sorted(by_spk):
-        items = by_spk[spk]
-        step = max(1, len(items) // per_speaker)
-        out += [str(manifest.parent / items[i * step]["path"]) for i in range(min(per_speaker, len(items)))]
-    return out
 
 
 def overrides_for(name: str, steps: int, out_root: Path, extra: list[str]) -> list[str]:
@@ -243,7 +230,7 @@ def main(argv=None) -> int:
         return merge(args.merge, Path(args.out))
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     torch.set_num_threads(args.threads)
-    files = eval_files(Path(args.corpus) / "test.jsonl", args.per_speaker)
+    files = manifest_files(Path(args.corpus) / "test.jsonl", args.per_speaker)
     print(f"evaluating on {len(files)} held-out files", flush=True)
     out = Path(args.out)
     results = {"steps": args.steps, "threads": args.threads, "base_overrides": BASE, "extra_overrides": args.override,

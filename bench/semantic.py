@@ -36,6 +36,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import manifest_files  # noqa: E402
+
 DESIGNS = {
     "baseline": ["experiment=tiny"],
     "xcodec": ["experiment=xcodec_16k"],
@@ -44,23 +46,11 @@ DESIGNS = {
 
 # Harvard sentences used for the WER test: the first 20 of sonotok.data.corpus.SENTENCES.
 N_HARVARD = 20
+# Shortest file (seconds) taken from a manifest for scoring and probes.
+MIN_S = 1.5
 
 
 # ----------------------------------------------------------------------------- data
-def manifest_files(manifest: Path, per_speaker: int, min_s: float = 1.5, max_s: float = 8.0) -> list[str]:
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    by_spk: dict[str, list[dict]] = {}
-    for r in rows:
-        if min_s <= float(r["duration"]) <= max_s:
-            by_spk.setdefault(r["speaker"], []).append(r)
-    out = []
-    for spk in sorted(by_spk):
-        items = by_spk[spk]
-        step = max(1, len(items) // per_speaker)
-        out += [str(manifest.parent / items[i * step]["path"]) for i in range(min(per_speaker, len(items)))]
-    return out
-
-
 def synth_sentences(work: Path, n: int) -> list[tuple[str, str]]:
     """Harvard sentences spoken by flite's slt voice (16 kHz) -> [(wav path, text)]."""
     from sonotok.data.corpus import SENTENCES
@@ -250,12 +240,12 @@ def run(name: str, args) -> dict:
             "kbps": codec.bitrate() / 1000}
     info.update(train(name, module, dm, args.steps, args.minutes))
     corpus = Path(args.corpus)
-    eval_files = manifest_files(corpus / "test.jsonl", args.per_speaker)
+    eval_files = manifest_files(corpus / "test.jsonl", args.per_speaker, min_s=MIN_S)
     t0 = time.perf_counter()
     info["acoustic"] = acoustic(codec, eval_files)
     teacher = WhisperTeacher(normalize=True)
-    info["probe"] = probe_scores(codec, manifest_files(corpus / "valid.jsonl", args.probe_files),
-                                 manifest_files(corpus / "test.jsonl", args.probe_files), teacher)
+    info["probe"] = probe_scores(codec, manifest_files(corpus / "valid.jsonl", args.probe_files, min_s=MIN_S),
+                                 manifest_files(corpus / "test.jsonl", args.probe_files, min_s=MIN_S), teacher)
     try:
         asr = WhisperASR()
         info["asr"] = wer(codec, synth_sentences(Path(args.work) / "harvard", args.sentences), asr)
