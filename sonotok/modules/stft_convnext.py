@@ -91,7 +91,29 @@ class STFTConvNeXtEncoder(nn.Module):
         return self.model.step(x, state)
 
 
-class VocosDecoder(nn.Module):
+class StreamingLatentDecoder(nn.Module):
+    """Base of the decoders whose layers form one ``StreamingSequential``: ``latent [B, dimension, F] -> wav``.
+
+    Subclasses set ``dimension`` (latent channels), ``model`` (the
+    :class:`~sonotok.modules.streaming.StreamingSequential`), ``num_states`` and ``delay`` (samples the
+    stream lags the offline output).
+    """
+
+    def forward(self, z: Tensor) -> Tensor:
+        assert z.dim() == 3 and z.shape[1] == self.dimension, (
+            f"decoder expects [B, {self.dimension}, F], got {list(z.shape)}"
+        )
+        return self.model(z)
+
+    def init_state(self, batch: int) -> List[Tensor]:
+        return self.model.init_state(batch)
+
+    def step(self, z: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+        """Stream latent frames; output lags :meth:`forward` by ``delay`` samples."""
+        return self.model.step(z, state)
+
+
+class VocosDecoder(StreamingLatentDecoder):
     """``latent [B, dimension, F] -> wav [B, 1, F * hop_length]`` through ConvNeXt and an inverse STFT.
 
     Args:
@@ -141,16 +163,3 @@ class VocosDecoder(nn.Module):
         layers += [Stateless(ChannelLayerNorm(width)), head]
         self.model = StreamingSequential(*layers)
         self.num_states = self.model.num_states
-
-    def forward(self, z: Tensor) -> Tensor:
-        assert z.dim() == 3 and z.shape[1] == self.dimension, (
-            f"decoder expects [B, {self.dimension}, F], got {list(z.shape)}"
-        )
-        return self.model(z)
-
-    def init_state(self, batch: int) -> List[Tensor]:
-        return self.model.init_state(batch)
-
-    def step(self, z: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
-        """Stream latent frames; output lags :meth:`forward` by ``delay`` samples."""
-        return self.model.step(z, state)

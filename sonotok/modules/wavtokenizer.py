@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from sonotok.modules.convnext import ChannelLayerNorm, ConvNeXtStack, Pointwise
 from sonotok.modules.stft import ISTFTHead
+from sonotok.modules.stft_convnext import StreamingLatentDecoder
 from sonotok.modules.streaming import Stateless, StreamingSequential
 
 
@@ -106,7 +107,7 @@ class CausalWindowAttention(nn.Module):
         return y, [h_ctx[..., -self.context :], ok[..., -self.context :]]
 
 
-class WavTokenizerDecoder(nn.Module):
+class WavTokenizerDecoder(StreamingLatentDecoder):
     """``latent [B, dimension, F] -> wav [B, 1, F * hop_length]`` (Vocos backbone at the token rate + iSTFT).
 
     Layout: 1x1 projection, LayerNorm, ``num_blocks`` causal ConvNeXt blocks with a
@@ -171,19 +172,6 @@ class WavTokenizerDecoder(nn.Module):
         layers += [Stateless(ChannelLayerNorm(width)), head]
         self.model = StreamingSequential(*layers)
         self.num_states = self.model.num_states
-
-    def forward(self, z: Tensor) -> Tensor:
-        assert z.dim() == 3 and z.shape[1] == self.dimension, (
-            f"decoder expects [B, {self.dimension}, F], got {list(z.shape)}"
-        )
-        return self.model(z)
-
-    def init_state(self, batch: int) -> List[Tensor]:
-        return self.model.init_state(batch)
-
-    def step(self, z: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
-        """Stream latent frames; output lags :meth:`forward` by ``delay`` samples."""
-        return self.model.step(z, state)
 
 
 def frames_for_seconds(seconds: float, sample_rate: int, hop_length: int) -> int:
