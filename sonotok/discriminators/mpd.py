@@ -12,7 +12,14 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sonotok.discriminators.common import DiscriminatorOutput, check_audio, normed, pow_channels
+from sonotok.discriminators.common import (
+    DiscriminatorOutput,
+    check_audio,
+    conv_stack,
+    normed,
+    pow_channels,
+    score_all,
+)
 
 __all__ = ["PeriodDiscriminator", "MultiPeriodDiscriminator"]
 
@@ -71,13 +78,7 @@ class PeriodDiscriminator(nn.Module):
             x = F.pad(x, (0, n_pad), mode=mode)
             t = t + n_pad
         x = x.view(b, c, t // self.period, self.period)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), self.negative_slope)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return x, feats
+        return conv_stack(x, self.convs, self.post, self.negative_slope)
 
 
 class MultiPeriodDiscriminator(nn.Module):
@@ -118,10 +119,4 @@ class MultiPeriodDiscriminator(nn.Module):
 
     def forward(self, x: Tensor) -> DiscriminatorOutput:
         """Scores audio ``[B, 1, T]``; see the class docstring for the output structure."""
-        x = check_audio(x, type(self).__name__)
-        logits, features = [], []
-        for d in self.discriminators:
-            lg, ft = d(x)
-            logits.append(lg)
-            features.append(ft)
-        return logits, features
+        return score_all(self.discriminators, check_audio(x, type(self).__name__))

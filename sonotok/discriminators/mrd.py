@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch.nn.functional as F
 import torchaudio
 from torch import Tensor, nn
 
-from sonotok.discriminators.common import DiscriminatorOutput, check_audio, normed
+from sonotok.discriminators.common import DiscriminatorOutput, check_audio, conv_stack, normed, score_all
 
 __all__ = ["ResolutionDiscriminator", "MultiResolutionDiscriminator"]
 
@@ -67,13 +66,7 @@ class ResolutionDiscriminator(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """``[B, 1, T]`` -> (logits ``[B, 1, freq, frames']``, feature maps)."""
         z = self.spec(x.float()).to(x.dtype)  # [B, 1, freq, frames]
-        feats = []
-        for conv in self.convs:
-            z = F.leaky_relu(conv(z), self.negative_slope)
-            feats.append(z)
-        z = self.post(z)
-        feats.append(z)
-        return z, feats
+        return conv_stack(z, self.convs, self.post, self.negative_slope)
 
 
 class MultiResolutionDiscriminator(nn.Module):
@@ -111,10 +104,4 @@ class MultiResolutionDiscriminator(nn.Module):
 
     def forward(self, x: Tensor) -> DiscriminatorOutput:
         """Scores audio ``[B, 1, T]``; see the class docstring for the output structure."""
-        x = check_audio(x, type(self).__name__)
-        logits, features = [], []
-        for d in self.discriminators:
-            lg, ft = d(x)
-            logits.append(lg)
-            features.append(ft)
-        return logits, features
+        return score_all(self.discriminators, check_audio(x, type(self).__name__))

@@ -7,10 +7,9 @@ Reference:
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sonotok.discriminators.common import DiscriminatorOutput, check_audio, normed, pow_channels
+from sonotok.discriminators.common import DiscriminatorOutput, check_audio, conv_stack, normed, pow_channels
 
 __all__ = ["ScaleDiscriminator", "MultiScaleDiscriminator"]
 
@@ -68,13 +67,7 @@ class ScaleDiscriminator(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """``[B, 1, T]`` -> (logits ``[B, 1, T']``, feature maps)."""
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), self.negative_slope)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return x, feats
+        return conv_stack(x, self.convs, self.post, self.negative_slope)
 
 
 class MultiScaleDiscriminator(nn.Module):

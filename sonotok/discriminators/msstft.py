@@ -13,7 +13,14 @@ import torch.nn.functional as F
 import torchaudio
 from torch import Tensor, nn
 
-from sonotok.discriminators.common import DiscriminatorOutput, check_audio, normed, pow_channels
+from sonotok.discriminators.common import (
+    DiscriminatorOutput,
+    check_audio,
+    conv_stack,
+    normed,
+    pow_channels,
+    score_all,
+)
 
 __all__ = ["STFTDiscriminator", "MultiScaleSTFTDiscriminator"]
 
@@ -90,13 +97,7 @@ class STFTDiscriminator(nn.Module):
             x = F.pad(x, (0, self.n_fft - x.shape[-1]))
         z = self.spec(x.squeeze(1).float())  # [B, freq, frames] complex
         z = torch.stack([z.real, z.imag], dim=1).transpose(-1, -2).to(x.dtype)  # [B, 2, frames, freq]
-        feats = []
-        for conv in self.convs:
-            z = F.leaky_relu(conv(z), self.negative_slope)
-            feats.append(z)
-        z = self.post(z)
-        feats.append(z)
-        return z, feats
+        return conv_stack(z, self.convs, self.post, self.negative_slope)
 
 
 class MultiScaleSTFTDiscriminator(nn.Module):
@@ -143,10 +144,4 @@ class MultiScaleSTFTDiscriminator(nn.Module):
 
     def forward(self, x: Tensor) -> DiscriminatorOutput:
         """Scores audio ``[B, 1, T]``; see the class docstring for the output structure."""
-        x = check_audio(x, type(self).__name__)
-        logits, features = [], []
-        for d in self.discriminators:
-            lg, ft = d(x)
-            logits.append(lg)
-            features.append(ft)
-        return logits, features
+        return score_all(self.discriminators, check_audio(x, type(self).__name__))
