@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 
 def manifest_files(manifest: Path, per_speaker: int, min_s: float = 2.0, max_s: float = 8.0) -> list[str]:
     """``per_speaker`` files of ``min_s``-``max_s`` seconds from each speaker of ``manifest``, spread over its list.
@@ -29,3 +31,36 @@ def manifest_files(manifest: Path, per_speaker: int, min_s: float = 2.0, max_s: 
         step = max(1, len(items) // per_speaker)
         out += [str(manifest.parent / items[i * step]["path"]) for i in range(min(per_speaker, len(items)))]
     return out
+
+
+def build(overrides: list[str]):
+    """Composes the Hydra config from ``overrides``; returns ``(cfg, module, datamodule)``, the data set up for fit."""
+    from hydra.utils import instantiate
+
+    from sonotok.training.train import build_module, compose_config
+
+    cfg = compose_config(overrides)
+    module = build_module(cfg)
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    return cfg, module, dm
+
+
+def train_step(module, codec, opt, sched, batch) -> tuple[dict, torch.Tensor]:
+    """One plain optimizer step of ``module``'s generator objective on ``batch``.
+
+    Returns:
+        The loss dict (reconstruction losses and the codec's own) and the weighted total.
+    """
+    wav = module._batch_audio(batch)
+    out = codec(wav)  # a semantic module's hook adds sem/distill
+    losses = module.reconstruction_losses(out["recon"], wav)
+    losses.update(out["losses"])
+    total = module.weighted_total(losses)
+    opt.zero_grad(set_to_none=True)
+    total.backward()
+    if module.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(codec.parameters(), module.grad_clip)
+    opt.step()
+    sched.step()
+    return losses, total

@@ -27,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import manifest_files  # noqa: E402
+from bench.common import build, manifest_files, train_step  # noqa: E402
 
 # The naive recipe of issue 8: causal SEANet (strides 2-4-5-8), RVQ 8 x 1024 (k-means, EMA 0.99,
 # dead-code threshold 2), multi-resolution mel + log-magnitude STFT losses, batch 8 x 1 s, AdamW 1e-3.
@@ -55,18 +55,6 @@ DESIGNS = {
     "tiny": ["experiment=tiny"],
     "fast_16k": ["experiment=fast_16k"],
 }
-
-
-def build(overrides: list[str]):
-    from sonotok.training.train import build_module, compose_config
-
-    cfg = compose_config(overrides)
-    module = build_module(cfg)
-    from hydra.utils import instantiate
-
-    dm = instantiate(cfg.data)
-    dm.setup("fit")
-    return cfg, module, dm
 
 
 def score(codec, files: list[str]) -> dict:
@@ -116,17 +104,7 @@ def run_design(name: str, overrides: list[str], args, files: list[str], save=lam
             loader = iter(dm.train_dataloader())
             batch = next(loader)
         t0 = time.perf_counter()
-        wav = module._batch_audio(batch)
-        out = codec(wav)
-        losses = module.reconstruction_losses(out["recon"], wav)
-        losses.update(out["losses"])
-        total = module.weighted_total(losses)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        if module.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(codec.parameters(), module.grad_clip)
-        opt.step()
-        sched.step()
+        _, total = train_step(module, codec, opt, sched, batch)
         step += 1
         train_s += time.perf_counter() - t0
         if step % 50 == 0:

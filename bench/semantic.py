@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import manifest_files  # noqa: E402
+from bench.common import build, manifest_files, train_step  # noqa: E402
 
 DESIGNS = {
     "baseline": ["experiment=tiny"],
@@ -119,18 +119,6 @@ def word_errors(ref: str, hyp: str) -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------- training
-def build(overrides: list[str]):
-    from hydra.utils import instantiate
-
-    from sonotok.training.train import build_module, compose_config
-
-    cfg = compose_config(overrides)
-    module = build_module(cfg)
-    dm = instantiate(cfg.data)
-    dm.setup("fit")
-    return cfg, module, dm
-
-
 def train(name: str, module, dm, steps: int, minutes: float) -> dict:
     codec = module.codec
     (opt,), (sched,) = module.configure_optimizers()
@@ -144,17 +132,7 @@ def train(name: str, module, dm, steps: int, minutes: float) -> dict:
             loader = iter(dm.train_dataloader())
             batch = next(loader)
         t0 = time.perf_counter()
-        wav = module._batch_audio(batch)
-        out = codec(wav)  # the semantic module's hook adds sem/distill
-        losses = module.reconstruction_losses(out["recon"], wav)
-        losses.update(out["losses"])
-        total = module.weighted_total(losses)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        if module.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(codec.parameters(), module.grad_clip)
-        opt.step()
-        sched.step()
+        losses, total = train_step(module, codec, opt, sched, batch)  # the semantic hook adds sem/distill
         step += 1
         train_s += time.perf_counter() - t0
         if step % 25 == 0:
