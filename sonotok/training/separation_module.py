@@ -13,7 +13,6 @@ to :func:`run_separation_training`.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional
 
 import lightning.pytorch as pl
@@ -149,30 +148,10 @@ def build_separation_module(cfg: DictConfig) -> SeparationLightningModule:
 
 def run_separation_training(cfg: DictConfig) -> Dict[str, Any]:
     """Train a separator from a composed config; returns a summary (steps, minutes, paths)."""
-    from hydra.utils import instantiate
-
     from sonotok.model_io import save_model
-    from sonotok.training.train import _instantiate_mapping, resolve_resume
+    from sonotok.training.train import fit_from_config
 
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
-    pl.seed_everything(int(cfg.seed), workers=True)
-    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, Path(cfg.out_dir) / "train_config.yaml", resolve=False)
-    module = build_separation_module(cfg)
-    datamodule = instantiate(cfg.data)
-    callbacks = _instantiate_mapping(cfg.get("callbacks"))
-    loggers = _instantiate_mapping(cfg.get("logger"))
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    ckpt_path = resolve_resume(cfg)
-    if ckpt_path:
-        print(f"resuming from {ckpt_path}")
-    t0 = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    minutes = (time.perf_counter() - t0) / 60
-    summary: Dict[str, Any] = {"steps": int(module.gen_steps), "global_step": int(trainer.global_step),
-                               "batches_this_run": int(module.batches_this_run), "resumed_from": ckpt_path,
-                               "minutes_this_run": minutes, "out_dir": str(cfg.out_dir)}
+    module, trainer, summary, minutes = fit_from_config(cfg, build_separation_module)
     if trainer.is_global_zero and cfg.get("export_dir") and not trainer.fast_dev_run:
         extra = {"task": "separation", "train_steps": int(module.gen_steps), "train_minutes_last_run": round(minutes, 2)}
         save_model(module.separator, cfg.export_dir, OmegaConf.to_container(cfg.separator, resolve=True), extra=extra)

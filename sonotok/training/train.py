@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -68,25 +68,26 @@ def build_module(cfg: DictConfig):
     )
 
 
-def run_training(cfg: DictConfig) -> Dict[str, Any]:
-    """Train from a composed config; returns a summary (steps, minutes, paths)."""
+def fit_from_config(cfg: DictConfig, build: Callable[[DictConfig], Any]) -> Tuple[Any, Any, Dict[str, Any], float]:
+    """Seeds, saves ``train_config.yaml``, builds the module with ``build(cfg)`` and fits it (resuming if asked).
+
+    Shared by codec and separation training.
+
+    Returns:
+        ``(module, trainer, summary, minutes)``: the summary holds steps, global step, batches this run,
+        the checkpoint resumed from, minutes this run and the output directory.
+    """
     import lightning.pytorch as pl
     import torch
     from hydra.utils import instantiate
 
-    from sonotok.model_io import save_model
-
-    if cfg.get("separator") is not None:  # `--config-name separate`: a separation model (issue 5)
-        from sonotok.training.separation_module import run_separation_training
-
-        return run_separation_training(cfg)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(int(cfg.seed), workers=True)
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, Path(cfg.out_dir) / "train_config.yaml", resolve=False)
 
-    module = build_module(cfg)
+    module = build(cfg)
     datamodule = instantiate(cfg.data)
     callbacks = _instantiate_mapping(cfg.get("callbacks"))
     loggers = _instantiate_mapping(cfg.get("logger"))
@@ -105,6 +106,18 @@ def run_training(cfg: DictConfig) -> Dict[str, Any]:
         "minutes_this_run": minutes,
         "out_dir": str(cfg.out_dir),
     }
+    return module, trainer, summary, minutes
+
+
+def run_training(cfg: DictConfig) -> Dict[str, Any]:
+    """Train from a composed config; returns a summary (steps, minutes, paths)."""
+    from sonotok.model_io import save_model
+
+    if cfg.get("separator") is not None:  # `--config-name separate`: a separation model (issue 5)
+        from sonotok.training.separation_module import run_separation_training
+
+        return run_separation_training(cfg)
+    module, trainer, summary, minutes = fit_from_config(cfg, build_module)
     if trainer.is_global_zero and cfg.get("export_dir") and not trainer.fast_dev_run:
         extra = {"train_steps": int(module.gen_steps), "train_minutes_last_run": round(minutes, 2)}
         save_model(module.codec, cfg.export_dir, OmegaConf.to_container(cfg.codec, resolve=True), extra=extra)
