@@ -24,56 +24,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sonotok.modules.conv import fold_weight_norm
-from sonotok.quantizers.frozen import FrozenVQ
-
-
-class FrozenVQCachedNorms(FrozenVQ):
-    """:class:`FrozenVQ` with the squared codebook norms computed once instead of on every call.
-
-    The norms are computed with the very expression ``FrozenVQ._nearest`` uses, per codebook, so
-    the distances and therefore the codes are bit-identical; per 20 ms frame this saves recomputing
-    ``|c|^2`` over every codebook (about a third of the streaming compute of an 8 x 1024 RVQ).
-    """
-
-    def __init__(self, frozen: FrozenVQ):
-        super().__init__(
-            frozen.codebooks, frozen.proj_in_w, frozen.proj_in_b, frozen.proj_out_w, frozen.proj_out_b,
-            "cdist" if frozen.use_cdist else "lib",
-        )
-        with torch.no_grad():
-            norms = [
-                [(self.codebooks[g, k].unsqueeze(0) ** 2).sum(-1) for k in range(self.levels)]
-                for g in range(self.groups)
-            ]
-            self.register_buffer("codebook_sq", torch.stack([torch.stack(n) for n in norms]))  # [G, L, 1, C]
-
-    def _nearest_cached(self, x: Tensor, cb: Tensor, y2: Tensor) -> Tensor:
-        if self.use_cdist:
-            return torch.cdist(x, cb).argmin(dim=-1)
-        x2 = (x**2).sum(-1)
-        xy = torch.einsum("bid,bjd->bij", x, cb.unsqueeze(0)) * -2
-        dist = (x2.unsqueeze(-1) + y2.unsqueeze(1) + xy).clamp(min=1e-8).sqrt()
-        return (-dist).argmax(dim=-1)
-
-    @torch.jit.export
-    def encode(self, z: Tensor) -> Tensor:
-        """``z [B, D, T] -> codes [B, groups * levels, T]`` int64 (same codes as ``FrozenVQ.encode``)."""
-        b, d, t = z.shape
-        x = z.transpose(1, 2)
-        out = torch.zeros(b, self.levels, self.groups, t, dtype=torch.long, device=z.device)
-        for g in range(self.groups):
-            xg = x[..., g * self.group_dim : (g + 1) * self.group_dim]
-            if self.has_proj:
-                xg = F.linear(xg, self.proj_in_w[g], self.proj_in_b[g])
-            if not self.use_cdist:
-                xg = xg.reshape(1, b * t, xg.shape[-1])
-            residual = xg
-            for k in range(self.levels):
-                cb = self.codebooks[g, k]
-                idx = self._nearest_cached(residual, cb, self.codebook_sq[g, k])
-                residual = residual - F.embedding(idx, cb)
-                out[:, k, g] = idx.reshape(b, t)
-        return out.reshape(b, self.levels * self.groups, t)
 
 
 def prepare_for_export(codec: nn.Module) -> nn.Module:
@@ -83,8 +33,6 @@ def prepare_for_export(codec: nn.Module) -> nn.Module:
     left untouched.
     """
     frozen_q = codec.quantizer.to_frozen()
-    if type(frozen_q) is FrozenVQ:
-        frozen_q = FrozenVQCachedNorms(frozen_q)
     c = copy.deepcopy(codec)
     c.quantizer = frozen_q
     fold_weight_norm(c)
