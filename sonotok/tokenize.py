@@ -357,7 +357,7 @@ def is_verified(rec: Dict[str, Any], out: Path, model_id: str, num_codebooks: in
 
 
 def remove_stale_temps(out: Path) -> int:
-    """Delete temporary files left by a killed run (``.name.XXXX.tmp``, written by this package)."""
+    """Delete temporary files left by a killed run (``.name.<random>.tmp``, written by this package)."""
     n = 0
     for p in out.rglob(".*.tmp"):
         if p.is_file():
