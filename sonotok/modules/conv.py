@@ -21,6 +21,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrizations, parametrize
 
+# Streaming steps that yield at most this many output frames compute them as a matrix product
+# (see ``StreamingConv1d._conv_few_frames``); longer chunks use the convolution kernels.
+_SMALL_STEP_FRAMES = 8
+
 
 def _apply_norm(module: nn.Module, norm: str) -> nn.Module:
     if norm == "weight_norm":
@@ -98,6 +102,7 @@ class StreamingConv1d(nn.Module):
         self.dilation = dilation
         self.effective_kernel = (kernel_size - 1) * dilation + 1
         self.padding = self.effective_kernel - stride
+        self.small_step_frames = _SMALL_STEP_FRAMES
 
     def forward(self, x: Tensor) -> Tensor:
         """Offline causal convolution. ``x: [B, C, T] -> [B, C', ceil(T / stride)]``."""
@@ -119,8 +124,38 @@ class StreamingConv1d(nn.Module):
             y = buf.new_zeros(buf.shape[0], self.conv.out_channels, 0)
             return y, [buf]
         used = (n - 1) * self.stride + self.effective_kernel
-        y = self.conv(buf[..., :used])
+        if n <= self.small_step_frames:
+            y = self._conv_few_frames(buf[..., :used])
+        else:
+            y = self.conv(buf[..., :used])
         return y, [buf[..., n * self.stride :]]
+
+    def _conv_few_frames(self, x: Tensor) -> Tensor:
+        """The same convolution as ``self.conv(x)`` written as one product over the input's frames.
+
+        A streaming step produces one or two output frames, where a convolution call's fixed cost
+        (oneDNN set-up, im2col) is many times the arithmetic; an unfold (a view) and a matrix product
+        or a multiply-sum cost a few microseconds. Dense and depthwise convolutions take this path;
+        other groupings use the convolution.
+        """
+        w = self.conv.weight  # [out, in / groups, kernel]
+        groups = self.conv.groups
+        cols = x.unfold(-1, self.effective_kernel, self.stride)  # [B, C, n, effective kernel]
+        if self.dilation > 1:
+            cols = cols[..., :: self.dilation]  # [B, C, n, kernel]
+        b = self.conv.bias
+        if groups == 1:
+            bsz, c, n, k = cols.shape
+            y = torch.matmul(cols.permute(0, 2, 1, 3).reshape(bsz, n, c * k), w.reshape(w.shape[0], c * k).t())
+            if b is not None:
+                y = y + b
+            return y.transpose(1, 2)
+        if groups == self.in_channels and w.shape[0] == groups:
+            y = (cols * w[:, 0, :].unsqueeze(1)).sum(-1)  # [B, C, n]
+            if b is not None:
+                y = y + b.unsqueeze(-1)
+            return y
+        return self.conv(x)
 
 
 class StreamingConvTranspose1d(nn.Module):
@@ -157,6 +192,7 @@ class StreamingConvTranspose1d(nn.Module):
         self.kernel_size = kernel_size
         self.stride = stride
         self.tail = kernel_size - stride
+        self.small_step_frames = _SMALL_STEP_FRAMES
 
     def _add_bias(self, y: Tensor) -> Tensor:
         b = self.bias
@@ -176,12 +212,30 @@ class StreamingConvTranspose1d(nn.Module):
         w = self.convtr.weight
         return [torch.zeros(batch, self.out_channels, self.tail, device=w.device, dtype=w.dtype)]
 
+    def _convtr_few_frames(self, x: Tensor) -> Tensor:
+        """``self.convtr(x)`` (no bias) as one matrix product and an overlap-add (cheaper for a few frames)."""
+        w = self.convtr.weight  # [in, out, kernel]
+        bsz, c, t = x.shape
+        cols = torch.matmul(x.transpose(1, 2), w.reshape(c, -1))  # [B, t, out * kernel]
+        if self.tail == 0:  # kernel == stride: frames do not overlap
+            return cols.reshape(bsz, t, self.out_channels, self.kernel_size).permute(0, 2, 1, 3).reshape(
+                bsz, self.out_channels, t * self.kernel_size
+            )
+        out = nn.functional.fold(
+            cols.transpose(1, 2),
+            output_size=(1, (t - 1) * self.stride + self.kernel_size),
+            kernel_size=(1, self.kernel_size),
+            stride=(1, self.stride),
+        )
+        return out.reshape(bsz, self.out_channels, -1)
+
     def step(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
         """Process ``x: [B, C, t]`` frames; returns ``t * stride`` output samples."""
         tail = state[0]
         if x.shape[-1] == 0:
             return x.new_zeros(x.shape[0], self.out_channels, 0), [tail]
-        y = self.convtr(x)
+        t = x.shape[-1]
+        y = self._convtr_few_frames(x) if t <= self.small_step_frames else self.convtr(x)
         if self.tail > 0:
             head = y[..., : self.tail] + tail
             y = torch.cat([head, y[..., self.tail :]], dim=-1)

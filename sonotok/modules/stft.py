@@ -78,11 +78,17 @@ class CausalSTFT(nn.Module):
         k = torch.arange(self.n_bins, dtype=torch.float64)
         ang = 2 * math.pi * k[:, None] * n[None, :] / self.n_fft
         basis = torch.cat([torch.cos(ang) * w, -torch.sin(ang) * w], dim=0)  # [2 * n_bins, n_fft]
-        self.register_buffer("basis", basis[:, None, :].float(), persistent=False)
+        self.register_buffer("basis", basis.t().contiguous().float(), persistent=False)  # [n_fft, 2 * n_bins]
         self.out_channels = 3 * self.n_bins if features == "logmag_complex" else 2 * self.n_bins
 
     def _spec(self, x: Tensor) -> Tensor:
-        return F.conv1d(x, self.basis, stride=self.hop_length)
+        """Windowed DFT of every complete frame of ``x [B, 1, T]``: ``[B, 2 * n_bins, frames]``.
+
+        An unfold (a view) and one matrix product: the same arithmetic as a strided convolution with the
+        basis, without a convolution call's fixed cost, which dominates the one-frame streaming step.
+        """
+        frames = x[:, 0].unfold(-1, self.n_fft, self.hop_length)  # [B, frames, n_fft]
+        return torch.matmul(frames, self.basis).transpose(1, 2)
 
     def _features(self, spec: Tensor) -> Tensor:
         if self.features == "complex":
@@ -168,16 +174,17 @@ class ISTFTHead(nn.Module):
             self.proj.bias[: self.n_bins].fill_(-3.0)
 
     def spectrum(self, x: Tensor) -> Tuple[Tensor, Tensor]:
-        """``x [B, D, T] -> (real, imag)`` each ``[B, n_bins, T]``."""
-        h = self.proj(x)
-        logmag, u, v = h.split(self.n_bins, dim=1)
+        """``x [B, D, T] -> (real, imag)`` each ``[B, T, n_bins]`` (frames first, as the inverse FFT wants)."""
+        # the 1x1 convolution as a matrix product on [B, T, D] (no convolution call, no transposes after)
+        h = F.linear(x.transpose(1, 2), self.proj.weight[..., 0], self.proj.bias)  # [B, T, 3 * n_bins]
+        logmag, u, v = h.split(self.n_bins, dim=-1)
         mag = torch.exp(logmag.clamp(max=self.max_log_mag))
         inv = torch.rsqrt(u.square() + v.square() + 1e-8)
         return mag * u * inv, mag * v * inv
 
     def _frames(self, x: Tensor) -> Tensor:
         re, im = self.spectrum(x)
-        spec = torch.complex(re.float(), im.float()).transpose(1, 2)  # [B, T, n_bins]
+        spec = torch.complex(re.float(), im.float())  # [B, T, n_bins]
         frames = torch.fft.irfft(spec, n=self.n_fft, dim=-1) * self.window  # [B, T, n_fft]
         return frames.to(x.dtype)
 

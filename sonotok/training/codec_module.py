@@ -22,12 +22,28 @@ from sonotok.codecs.codec import Codec
 ADVERSARIAL_KEYS = ("gen", "feat", "disc")
 
 
-def _lr_lambda(warmup_steps: int, decay: str, total_steps: int, min_ratio: float) -> Callable[[int], float]:
+def _lr_lambda(
+    warmup_steps: int,
+    decay: str,
+    total_steps: int,
+    min_ratio: float,
+    time_fraction: Optional[Callable[[], float]] = None,
+) -> Callable[[int], float]:
+    """Learning-rate factor per optimizer step: linear warm-up, then cosine or exponential decay.
+
+    The cosine runs over ``total_steps``, or, when ``time_fraction`` is given, over the training time
+    (``time_fraction()`` = elapsed / budget), so a run stopped by a wall-clock budget ends fully decayed
+    however many steps the machine managed.
+    """
+
     def fn(step: int) -> float:
         if warmup_steps > 0 and step < warmup_steps:
             return (step + 1) / warmup_steps
-        if decay == "cosine" and total_steps > warmup_steps:
-            p = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        if decay == "cosine" and (time_fraction is not None or total_steps > warmup_steps):
+            if time_fraction is not None:
+                p = min(1.0, max(0.0, time_fraction()))
+            else:
+                p = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
             return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
         if decay.startswith("exp"):
             return max(min_ratio, 0.999996 ** max(0, step - warmup_steps))
@@ -51,6 +67,9 @@ class CodecLightningModule(pl.LightningModule):
         warmup_steps: linear learning-rate warm-up (optimizer steps of the generator).
         lr_decay: ``"none"``, ``"cosine"`` or ``"exponential"``.
         total_steps: horizon of the cosine decay.
+        total_minutes: horizon of the cosine decay in minutes of training (wall clock between training
+            steps, validation included, as Lightning's ``max_time`` counts it; carried over on resume);
+            replaces ``total_steps`` when set.
         min_lr_ratio: floor of the decay.
         disc_start_step: the step at which the GAN starts (reconstruction converges first).
         grad_clip: generator gradient-norm clip (``0`` disables).
@@ -72,6 +91,7 @@ class CodecLightningModule(pl.LightningModule):
         lr_decay: str = "none",
         total_steps: int = 100_000,
         min_lr_ratio: float = 0.1,
+        total_minutes: Optional[float] = None,
         disc_start_step: int = 0,
         grad_clip: float = 1.0,
         disc_grad_clip: float = 10.0,
@@ -95,6 +115,9 @@ class CodecLightningModule(pl.LightningModule):
         self.lr_decay = lr_decay
         self.total_steps = int(total_steps)
         self.min_lr_ratio = float(min_lr_ratio)
+        self.total_minutes = float(total_minutes) if total_minutes else None
+        self.train_seconds = 0.0  # training wall time; saved in checkpoints (time-based schedule)
+        self._last_step_time: Optional[float] = None
         self.disc_start_step = int(disc_start_step)
         self.grad_clip = float(grad_clip)
         self.disc_grad_clip = float(disc_grad_clip)
@@ -108,7 +131,7 @@ class CodecLightningModule(pl.LightningModule):
     # ----------------------------------------------------------------- optimizers
     def configure_optimizers(self):
         opt_g = self.optimizer_fn(self.codec.parameters())
-        fn = _lr_lambda(self.warmup_steps, self.lr_decay, self.total_steps, self.min_lr_ratio)
+        fn = _lr_lambda(self.warmup_steps, self.lr_decay, self.total_steps, self.min_lr_ratio, self._time_fraction())
         sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, fn)
         if self.discriminator is None:
             return [opt_g], [sched_g]
@@ -117,6 +140,18 @@ class CodecLightningModule(pl.LightningModule):
         return [opt_g, opt_d], [sched_g, sched_d]
 
     # ----------------------------------------------------------------- helpers
+    def _time_fraction(self) -> Optional[Callable[[], float]]:
+        if self.total_minutes is None:
+            return None
+        return lambda: self.train_seconds / (60.0 * self.total_minutes)
+
+    def _tick(self) -> None:
+        """Add the wall time since the previous training step to ``train_seconds``."""
+        now = time.perf_counter()
+        if self._last_step_time is not None:
+            self.train_seconds += now - self._last_step_time
+        self._last_step_time = now
+
     def weighted_total(self, losses: Dict[str, Tensor]) -> Tensor:
         total = None
         for k, v in losses.items():
@@ -148,6 +183,7 @@ class CodecLightningModule(pl.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         if self._t0 is None:
             self._t0 = time.perf_counter()
+        self._tick()
         wav = self._batch_audio(batch)
         opts = self.optimizers()
         scheds = self.lr_schedulers()
@@ -234,7 +270,11 @@ class CodecLightningModule(pl.LightningModule):
                 warnings.warn(f"spectrogram logging failed: {e}", stacklevel=2)
 
     # ----------------------------------------------------------------- checkpoints
+    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        self.train_seconds = float(checkpoint.get("sonotok_train_seconds", 0.0))
+
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        checkpoint["sonotok_train_seconds"] = self.train_seconds
         if self.model_config is not None:
             from omegaconf import OmegaConf
 

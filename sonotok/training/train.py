@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -52,6 +52,9 @@ def build_module(cfg: DictConfig):
         # the eager streaming step() are unchanged (bench/train_speed.py measures the gain)
         codec.encoder.compile()
         codec.decoder.compile()
+    schedule = OmegaConf.to_container(cfg.schedule, resolve=True)
+    if schedule.get("total_minutes") == "max_time":
+        schedule["total_minutes"] = max_time_minutes(cfg.trainer.get("max_time"))
     disc = instantiate(cfg.discriminator) if cfg.get("discriminator") else None
     losses = {k: instantiate(v) for k, v in cfg.loss.modules.items() if v is not None}
     weights = OmegaConf.to_container(cfg.loss.weights, resolve=True)
@@ -63,9 +66,27 @@ def build_module(cfg: DictConfig):
         optimizer=instantiate(cfg.optim.generator),
         disc_optimizer=instantiate(cfg.optim.discriminator),
         model_config=OmegaConf.to_container(cfg.codec, resolve=True),
-        **OmegaConf.to_container(cfg.schedule, resolve=True),
+        **schedule,
         **extra,
     )
+
+
+def max_time_minutes(max_time: Any) -> Optional[float]:
+    """Minutes of a Lightning ``trainer.max_time`` (``"DD:HH:MM:SS"`` or a ``{days, hours, minutes,
+    seconds}`` mapping); ``None`` when no time limit is set (the schedule then runs over ``total_steps``)."""
+    if max_time is None:
+        return None
+    if isinstance(max_time, str):
+        parts = max_time.split(":")
+        if len(parts) != 4:
+            raise ValueError(f"trainer.max_time {max_time!r}: expected 'DD:HH:MM:SS'")
+        d, h, m, sec = (float(p) for p in parts)
+        return d * 1440 + h * 60 + m + sec / 60
+    if isinstance(max_time, Mapping) or OmegaConf.is_config(max_time):
+        t = dict(max_time)
+        return (float(t.get("days", 0)) * 1440 + float(t.get("hours", 0)) * 60 + float(t.get("minutes", 0))
+                + float(t.get("seconds", 0)) / 60)
+    raise ValueError(f"trainer.max_time {max_time!r}: expected 'DD:HH:MM:SS' or a mapping")
 
 
 def fit_from_config(cfg: DictConfig, build: Callable[[DictConfig], Any]) -> Tuple[Any, Any, Dict[str, Any], float]:

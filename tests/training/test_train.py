@@ -110,3 +110,55 @@ def test_train_entry_point_runs_from_the_command_line(synth_folder, tmp_path):
     for cmd in ([sys.executable, str(repo / "train.py"), *over], [sys.executable, "-m", "sonotok.cli", "train", *over]):
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_time_based_cosine_follows_the_clock():
+    from sonotok.training.codec_module import _lr_lambda
+
+    clock = {"f": 0.0}
+    fn = _lr_lambda(2, "cosine", 10, 0.1, time_fraction=lambda: clock["f"])
+    assert fn(0) == pytest.approx(0.5)  # warm-up stays step-based
+    assert fn(500) == pytest.approx(1.0)  # no time elapsed: full rate whatever the step count
+    clock["f"] = 0.5
+    assert fn(3) == pytest.approx(0.1 + 0.9 * 0.5)
+    clock["f"] = 1.7  # past the budget: the floor
+    assert fn(3) == pytest.approx(0.1)
+    # without a clock the cosine runs over total_steps
+    assert _lr_lambda(0, "cosine", 10, 0.1)(10) == pytest.approx(0.1)
+
+
+def test_max_time_minutes_parses_lightning_formats():
+    from sonotok.training.train import max_time_minutes
+
+    assert max_time_minutes("00:00:15:00") == pytest.approx(15)
+    assert max_time_minutes("01:02:03:30") == pytest.approx(1440 + 123.5)
+    assert max_time_minutes({"hours": 1, "minutes": 30}) == pytest.approx(90)
+    assert max_time_minutes(None) is None
+    with pytest.raises(ValueError, match="DD:HH:MM:SS"):
+        max_time_minutes("15:00")
+
+
+def test_schedule_over_max_time_decays_and_keeps_its_clock_in_checkpoints(synth_folder, tmp_path):
+    out = tmp_path / "run"
+    # a 0.05-minute horizon (3 s) is long gone after a few steps: the last steps run at the floor
+    extra = ["schedule.lr_decay=cosine", "schedule.warmup_steps=0", "schedule.min_lr_ratio=0.2",
+             "schedule.total_minutes=max_time", "trainer.max_time=00:00:00:03", "schedule.disc_start_step=100"]
+    cfg = small(synth_folder, out, 400, extra=extra)
+    from sonotok.training.train import build_module
+
+    module = build_module(cfg)
+    assert module.total_minutes == pytest.approx(0.05)
+    run_training(cfg)
+    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert state["sonotok_train_seconds"] > 1.0
+    # the learning rate of the checkpointed step is the cosine at the clock saved with it
+    import math
+
+    frac = min(1.0, state["sonotok_train_seconds"] / 3.0)
+    expected = cfg.optim.generator.lr * (0.2 + 0.8 * 0.5 * (1 + math.cos(math.pi * frac)))
+    lr = state["lr_schedulers"][0]["_last_lr"][0]
+    assert lr == pytest.approx(expected, rel=1e-6)
+    assert lr < 0.9 * cfg.optim.generator.lr
+    # a resumed run carries the clock on (it does not restart the decay from zero)
+    module.on_load_checkpoint(state)
+    assert module.train_seconds == state["sonotok_train_seconds"]
