@@ -1,6 +1,6 @@
 """What semantic distillation buys (issue 6): baseline vs X-Codec vs first-codebook (split RVQ) codecs.
 
-Each design is built from the Hydra presets (``experiment=tiny`` baseline, ``experiment=xcodec_16k``,
+Each design is built from the Hydra presets (``experiment=tiny_seanet`` baseline, ``experiment=xcodec_16k``,
 ``experiment=split_rvq_16k``: same SEANet sizes, 8 x 1024 codes at 50 Hz = 4 kbps), trained with a plain loop
 for the same budget of optimizer steps (and/or minutes), then scored:
 
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import build, manifest_files, train_step  # noqa: E402
 
 DESIGNS = {
-    "baseline": ["experiment=tiny"],
+    "baseline": ["experiment=tiny_seanet"],  # the same SEANet + RVQ 8 x 1024 without a teacher
     "xcodec": ["experiment=xcodec_16k"],
     "first_codebook": ["experiment=split_rvq_16k"],
 }

@@ -56,19 +56,48 @@ class ConvNeXtMLP(nn.Module):
         self.gamma = nn.Parameter(torch.full((dim,), float(layer_scale))) if layer_scale > 0 else None
 
     def forward(self, x: Tensor) -> Tensor:
-        h = x.transpose(1, 2)
+        return self.forward_channels_last(x.transpose(1, 2)).transpose(1, 2)
+
+    def forward_channels_last(self, h: Tensor) -> Tensor:
+        """The same on ``[B, T, C]``."""
         h = self.fc2(self.act(self.fc1(self.norm(h))))
         if self.gamma is not None:
             h = h * self.gamma
-        return h.transpose(1, 2)
+        return h
+
+
+class _ConvNeXtBody(StreamingSequential):
+    """``[depthwise causal Conv, Stateless(ConvNeXtMLP)]``, plus a channels-last streaming step."""
+
+    def step_channels_last(self, h: Tensor, state: Tensor) -> Tuple[Tensor, Tensor]:
+        """``h [B, t, C]`` (``t >= 1``) with state ``[B, n, C]`` (the last ``n`` inputs) -> block output, state."""
+        conv = self.layers[0].conv  # StreamingConv1d, depthwise, stride 1
+        w = conv.conv.weight  # [C, 1, kernel]
+        buf = torch.cat([state, h], dim=1)  # [B, n + t, C]
+        cols = buf.unfold(1, conv.effective_kernel, 1)  # [B, t, C, effective kernel]
+        if conv.dilation > 1:
+            cols = cols[..., :: conv.dilation]
+        y = (cols * w[:, 0, :]).sum(-1)
+        b = conv.conv.bias
+        if b is not None:
+            y = y + b
+        return self.layers[1].module.forward_channels_last(y), buf[:, h.shape[1] :]
+
+
+class ConvNeXtBlock(StreamingResidual):
+    """One causal ConvNeXt-1D block: ``x + MLP(DWConv(x))`` on ``[B, C, T]`` (streaming protocol)."""
+
+    def step_channels_last(self, h: Tensor, state: Tensor) -> Tuple[Tensor, Tensor]:
+        y, s = self.block.step_channels_last(h, state)
+        return h + y, s
 
 
 def convnext_block(
     dim: int, kernel_size: int = 7, mlp_ratio: float = 3.0, layer_scale: float = 1e-6, dilation: int = 1
-) -> StreamingResidual:
+) -> ConvNeXtBlock:
     """One causal ConvNeXt-1D block ``[B, dim, T] -> [B, dim, T]`` following the streaming protocol."""
-    return StreamingResidual(
-        StreamingSequential(
+    return ConvNeXtBlock(
+        _ConvNeXtBody(
             Conv(dim, dim, kernel_size, dilation=dilation, groups=dim, norm="none"),
             Stateless(ConvNeXtMLP(dim, int(dim * mlp_ratio), layer_scale)),
         )
@@ -101,7 +130,27 @@ class ConvNeXtStack(nn.Module):
         return self.blocks(x)
 
     def init_state(self, batch: int) -> List[Tensor]:
-        return self.blocks.init_state(batch)
+        """One tensor per block: its last ``(kernel - 1) * dilation`` inputs, channels last ``[B, n, C]``."""
+        state: List[Tensor] = []
+        for s in self.blocks.init_state(batch):
+            state.append(s.transpose(1, 2).contiguous())
+        return state
 
     def step(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
-        return self.blocks.step(x, state)
+        """Stream ``x [B, C, t]`` through all blocks (equal to ``forward`` on the concatenated chunks).
+
+        A streaming step holds one or two frames, where the cost is the number of operations, not
+        arithmetic: the stack transposes once, and each block is a depthwise product over an unfolded
+        window, LayerNorm, two linears, GELU and the residual on ``[B, t, C]`` (the blocks' own
+        ``step`` does the same work with a transpose pair and a convolution call per block).
+        """
+        if x.shape[-1] == 0:
+            return x, state
+        h = x.transpose(1, 2)  # [B, t, C]
+        new_state: List[Tensor] = []
+        i = 0
+        for blk in self.blocks.layers:
+            h, s = blk.step_channels_last(h, state[i])
+            new_state.append(s)
+            i += 1
+        return h.transpose(1, 2), new_state

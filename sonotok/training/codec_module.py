@@ -151,6 +151,11 @@ class CodecLightningModule(pl.LightningModule):
         if self._last_step_time is not None:
             self.train_seconds += now - self._last_step_time
         self._last_step_time = now
+        if self.total_minutes is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+            # every rank must take the same learning rate (DDP keeps parameters equal only if the updates are)
+            t = torch.tensor(self.train_seconds, dtype=torch.float64, device=self.device)
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+            self.train_seconds = float(t)
 
     def weighted_total(self, losses: Dict[str, Tensor]) -> Tensor:
         total = None
