@@ -31,7 +31,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--experiment", default="tiny", help="training preset (default tiny)")
     p.add_argument("--eval-files", type=int, default=20, help="held-out test files to score (default 20)")
     p.add_argument("--pretrained", default="default", help="shipped model to compare with ('' to skip)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--processes", type=int, default=2,
+                   help="data-parallel training processes, one CPU thread each (trainer=cpu_ddp; default 2, "
+                   "one per core of a 2-core machine); 1 trains in this process on --threads threads")
+    p.add_argument("--threads", type=int, default=2, help="threads for a single training process and for scoring")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for training")
     p.set_defaults(func=run)
 
@@ -69,20 +72,27 @@ def run(args: argparse.Namespace) -> int:
 
         build_corpus(corpus)
 
-    print(f"[demo] training experiment={args.experiment} for {args.minutes:g} minutes on {args.threads} CPU threads")
+    if args.processes > 1:
+        parallel = ["trainer=cpu_ddp", f"trainer.devices={args.processes}", "threads=1"]
+        how = f"{args.processes} data-parallel processes x 1 CPU thread"
+    else:
+        parallel = [f"threads={args.threads}"]
+        how = f"{args.threads} CPU threads"
+    print(f"[demo] training experiment={args.experiment} for {args.minutes:g} minutes on {how}")
     overrides = [
         f"experiment={args.experiment}",
         f"trainer.max_time={_time_limit(args.minutes)}",
         f"out_dir={out / 'train'}",
         f"data.train={corpus.resolve() / 'train.jsonl'}",
         f"data.valid={corpus.resolve() / 'valid.jsonl'}",
-        f"threads={args.threads}",
+        *parallel,
         "resume=null",
         *args.overrides,
     ]
     t0 = time.perf_counter()
     summary = run_training(compose_config(overrides))
     train_minutes = (time.perf_counter() - t0) / 60
+    torch.set_num_threads(args.threads)
     model_dir = Path(summary["model_dir"])
     print(f"[demo] trained {summary['steps']} steps in {train_minutes:.1f} min -> {model_dir}")
 

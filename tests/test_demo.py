@@ -20,7 +20,7 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     rc = cli_main([
         "demo", "--corpus", str(corpus), "--minutes", "0.1", "--out", str(out), "--eval-files", "2",
-        "--threads", "1", "encoder.width=16", "decoder.width=16", "data.num_workers=0", "data.batch_size=2",
+        "--threads", "1", "--processes", "2", "encoder.width=16", "decoder.width=16", "data.num_workers=0", "data.batch_size=2",
         "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
     ])
     assert rc == 0
@@ -34,3 +34,4 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert len(list((out / "tokens").rglob("*.npy"))) == 2
     assert len(list((out / "reconstructed").rglob("*.wav"))) == 2
     assert os.path.isfile(out / "train" / "model" / "model.safetensors")
+    assert "2 data-parallel processes" in text

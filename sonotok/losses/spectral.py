@@ -276,6 +276,73 @@ class MultiResolutionSTFTLoss(nn.Module):
         return {self.key: total / len(self.specs)}
 
 
+class PhaseDerivativeLoss(nn.Module):
+    """Errors of instantaneous frequency and group delay, the phase structure a learned phase gets wrong.
+
+    A decoder that predicts phase per frame (an inverse-STFT head) learns absolute phase slowly; what the
+    ear hears is its derivatives: the phase advance from one frame to the next in each bin
+    (instantaneous frequency) and the phase difference between neighbouring bins (group delay). Both
+    are compared as ``1 - cos(error)`` of unit phasors (no 2-pi wrapping, smooth gradients), weighted by
+    the reference's compressed magnitude of the bins involved so silent bins, whose phase is noise,
+    do not count. The phase losses of APNet (Ai & Ling, 2023) and MP-SENet (Lu et al., 2023) use the
+    same derivatives with an anti-wrapping L1.
+
+    Args:
+        n_fft: FFT size (use the decoder's synthesis frame).
+        hop_length: hop (use the decoder's synthesis hop).
+        if_weight: weight of the instantaneous-frequency term.
+        gd_weight: weight of the group-delay term.
+        compress_power: exponent of the magnitude weighting.
+        eps: magnitude floor of the unit phasors.
+        key: the returned key.
+    """
+
+    def __init__(
+        self,
+        n_fft: int = 640,
+        hop_length: int = 160,
+        if_weight: float = 1.0,
+        gd_weight: float = 1.0,
+        compress_power: float = 0.3,
+        eps: float = 1e-5,
+        key: str = "rec/phase",
+    ):
+        super().__init__()
+        self.n_fft = int(n_fft)
+        self.if_weight = float(if_weight)
+        self.gd_weight = float(gd_weight)
+        self.compress_power = float(compress_power)
+        self.eps = float(eps)
+        self.key = key
+        self.spec = torchaudio.transforms.Spectrogram(
+            n_fft=n_fft, hop_length=hop_length, power=None, center=True, pad_mode="reflect"
+        )
+
+    @staticmethod
+    def _weighted(err: Tensor, w: Tensor) -> Tensor:
+        return (err * w).sum(dim=(-2, -1)).div(w.sum(dim=(-2, -1)).clamp(min=1e-8)).mean()
+
+    def forward(self, x_hat: Tensor, x: Tensor) -> dict[str, Tensor]:
+        """``{key: scalar}`` for reconstruction ``x_hat`` and reference ``x`` (``[B, C, T]``)."""
+        x_hat, x = crop_pair(x_hat, x, type(self).__name__)
+        with no_autocast(x.device.type):
+            both = torch.cat([_flatten_channels(x_hat), _flatten_channels(x)], dim=0)
+            _check_long_enough(both.shape[-1], self.n_fft, type(self).__name__)
+            s_hat, s = self.spec(both).chunk(2, dim=0)  # [B, F, T] complex
+            mag = s.abs()
+            u_hat = s_hat / (s_hat.abs() + self.eps)
+            u = s / (mag + self.eps)
+            w = mag.pow(self.compress_power)
+            total = mag.new_zeros(())
+            if self.if_weight:  # phase advance between frames
+                err = 1.0 - (u_hat[..., 1:] * u_hat[..., :-1].conj() * (u[..., 1:] * u[..., :-1].conj()).conj()).real
+                total = total + self.if_weight * self._weighted(err, torch.minimum(w[..., 1:], w[..., :-1]))
+            if self.gd_weight:  # phase difference between neighbouring bins
+                err = 1.0 - (u_hat[:, 1:] * u_hat[:, :-1].conj() * (u[:, 1:] * u[:, :-1].conj()).conj()).real
+                total = total + self.gd_weight * self._weighted(err, torch.minimum(w[:, 1:], w[:, :-1]))
+        return {self.key: total}
+
+
 class WaveformLoss(nn.Module):
     """L1 on samples, and optionally a frame-wise loudness (RMS in dB) term.
 

@@ -143,3 +143,26 @@ def test_losses_run_in_float32_under_autocast():
             out = loss(y.bfloat16(), x)
             assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in out.values())
         assert mel_distance(y, x, SR).dtype == torch.float32
+
+
+def test_phase_derivative_loss_sees_phase_structure_not_sign_or_level():
+    from sonotok.losses.spectral import PhaseDerivativeLoss
+
+    torch.manual_seed(0)
+    loss = PhaseDerivativeLoss(n_fft=320, hop_length=80)
+    x = torch.randn(2, 1, 4000) * 0.1
+    same = loss(x, x)["rec/phase"]
+    assert same < 1e-3
+    # a sign flip or a gain keeps every phase derivative: no loss
+    assert loss(-x, x)["rec/phase"] < 1e-3 and loss(3 * x, x)["rec/phase"] < 1e-3
+    # a sample delay keeps frame-to-frame advance but tilts the phase across bins
+    assert loss(torch.roll(x, 7, -1), x)["rec/phase"] > 0.05
+    # unrelated noise of the same spectrum: large error; gradients finite
+    y = (torch.randn(2, 1, 4000) * 0.1).requires_grad_()
+    out = loss(y, x)["rec/phase"]
+    assert out > 0.5
+    out.backward()
+    assert torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
+    # each term can be switched off
+    only_if = PhaseDerivativeLoss(n_fft=320, hop_length=80, gd_weight=0.0)
+    assert only_if(torch.roll(x, 7, -1), x)["rec/phase"] < loss(torch.roll(x, 7, -1), x)["rec/phase"]
