@@ -142,6 +142,16 @@ class FrozenFSQ(nn.Module):
         self.codebook_dim = int(levels.numel())
         self.codebook_size = int(torch.prod(levels).item())
         self.dim = int(proj_in_w.shape[1]) if self.has_proj else self.codebook_dim * num_codebooks
+        # per-level constants of the bounding function, computed once (float32, as encode works)
+        lv = levels.float()
+        eps = 1e-3
+        half_l = (lv - 1) * (1 + eps) / 2
+        offset = torch.where(levels % 2 == 0, 0.5, 0.0).float()
+        self.register_buffer("half_l", half_l)
+        self.register_buffer("offset", offset)
+        self.register_buffer("shift", torch.atanh(offset / half_l))
+        self.register_buffer("half_width", torch.div(levels, 2, rounding_mode="floor"))
+        self.register_buffer("half_width_f", self.half_width.float())
 
     def forward(self, z: Tensor) -> Tensor:
         """Quantize: ``decode(encode(z))``."""
@@ -155,15 +165,9 @@ class FrozenFSQ(nn.Module):
         if self.has_proj:
             x = F.linear(x, self.proj_in_w, self.proj_in_b if self.has_bias else None)
         x = x.reshape(b, t, self.num_codebooks, self.codebook_dim)
-        lv = self.levels.to(x.dtype)
-        eps = 1e-3
-        half_l = (lv - 1) * (1 + eps) / 2
-        offset = torch.where(self.levels % 2 == 0, 0.5, 0.0).to(x.dtype)
-        shift = torch.atanh(offset / half_l)
-        bounded = torch.tanh(x + shift) * half_l - offset
-        half_width = torch.div(self.levels, 2, rounding_mode="floor")
-        zhat = torch.round(bounded) / half_width
-        idx = ((zhat * half_width + half_width) * self.basis).sum(dim=-1).round().long()
+        bounded = torch.tanh(x + self.shift) * self.half_l - self.offset
+        zhat = torch.round(bounded) / self.half_width
+        idx = ((zhat * self.half_width + self.half_width) * self.basis).sum(dim=-1).round().long()
         return idx.permute(0, 2, 1).contiguous()
 
     @torch.jit.export
@@ -172,8 +176,7 @@ class FrozenFSQ(nn.Module):
         b, k, t = codes.shape
         assert k == self.num_codebooks, "FSQ decodes all its codebooks at once"
         level_idx = (codes.permute(0, 2, 1).unsqueeze(-1) // self.basis) % self.levels
-        half_width = torch.div(self.levels, 2, rounding_mode="floor")
-        vals = (level_idx - half_width).float() / half_width.float()
+        vals = (level_idx - self.half_width).float() / self.half_width_f
         vals = vals.reshape(b, t, k * self.codebook_dim)
         if self.has_proj:
             vals = F.linear(vals, self.proj_out_w, self.proj_out_b if self.has_bias else None)
