@@ -2,9 +2,9 @@
 
 * :class:`CausalSTFT` computes a short-time Fourier transform whose frame ``t`` covers the input
   samples ``[(t + 1) * hop - n_fft, (t + 1) * hop)``: it only looks back, so frame ``t`` is complete
-  as soon as sample ``(t + 1) * hop - 1`` has arrived. It is a fixed (not learned) strided convolution
-  with the windowed DFT basis, so it follows the streaming protocol of :mod:`sonotok.modules.conv`
-  exactly (state = the last ``n_fft - hop`` input samples).
+  as soon as sample ``(t + 1) * hop - 1`` has arrived. It is fixed (not learned): windowed frames and a
+  real FFT, following the streaming protocol of :mod:`sonotok.modules.conv` exactly (state = the last
+  ``n_fft - hop`` input samples).
 * :class:`ISTFTHead` maps a feature sequence ``[B, D, T]`` to log-magnitude and phase (as an
   unnormalized 2-D vector per bin) of ``n_fft // 2 + 1`` bins, takes the inverse real FFT of every frame,
   applies the synthesis window and overlap-adds. Frame ``t`` is placed on the same samples the analysis
@@ -19,7 +19,6 @@ References:
 """
 
 
-import math
 from typing import List, Tuple
 
 import torch
@@ -73,22 +72,19 @@ class CausalSTFT(nn.Module):
         self.eps = float(eps)
         self.padding = self.n_fft - self.hop_length
         self.num_states = 1
-        w = _window(self.n_fft, window)
-        n = torch.arange(self.n_fft, dtype=torch.float64)
-        k = torch.arange(self.n_bins, dtype=torch.float64)
-        ang = 2 * math.pi * k[:, None] * n[None, :] / self.n_fft
-        basis = torch.cat([torch.cos(ang) * w, -torch.sin(ang) * w], dim=0)  # [2 * n_bins, n_fft]
-        self.register_buffer("basis", basis.t().contiguous().float(), persistent=False)  # [n_fft, 2 * n_bins]
+        self.register_buffer("window", _window(self.n_fft, window).float(), persistent=False)
         self.out_channels = 3 * self.n_bins if features == "logmag_complex" else 2 * self.n_bins
 
     def _spec(self, x: Tensor) -> Tensor:
         """Windowed DFT of every complete frame of ``x [B, 1, T]``: ``[B, 2 * n_bins, frames]``.
 
-        An unfold (a view) and one matrix product: the same arithmetic as a strided convolution with the
-        basis, without a convolution call's fixed cost, which dominates the one-frame streaming step.
+        The frames are an unfold (a view) of the signal and the transform is a real FFT: no convolution
+        call (whose fixed cost dominates a one-frame streaming step) and no ``n_fft x n_fft`` basis to
+        read from memory every frame.
         """
-        frames = x[:, 0].unfold(-1, self.n_fft, self.hop_length)  # [B, frames, n_fft]
-        return torch.matmul(frames, self.basis).transpose(1, 2)
+        frames = x[:, 0].unfold(-1, self.n_fft, self.hop_length) * self.window  # [B, frames, n_fft]
+        spec = torch.fft.rfft(frames, dim=-1)  # [B, frames, n_bins]
+        return torch.cat([spec.real, spec.imag], dim=-1).transpose(1, 2)
 
     def _features(self, spec: Tensor) -> Tensor:
         if self.features == "complex":
@@ -107,7 +103,7 @@ class CausalSTFT(nn.Module):
         return self._features(self._spec(x))
 
     def init_state(self, batch: int) -> List[Tensor]:
-        b = self.basis
+        b = self.window
         return [torch.zeros(batch, 1, self.padding, device=b.device, dtype=b.dtype)]
 
     def step(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
