@@ -6,7 +6,8 @@ Batch 1, ``--threads`` CPU threads (default 2), random weights (speed does not d
   (causal, 24 kHz, 13.3 ms frames) built with ``compose_config`` + ``hydra.utils.instantiate(cfg.codec)``,
   exported with ``export_torchscript`` and run through the TorchScript artifact: per-frame streaming
   compute (encode + decode of one frame) against the frame duration, and offline throughput. The
-  artifact is timed as saved ("jit") and after ``torch.jit.freeze`` ("jit+freeze").
+  artifact is timed as saved ("jit"), after ``torch.jit.freeze`` ("jit+freeze") and after freeze +
+  ``torch.jit.optimize_for_inference`` ("jit+freeze+optimize", what ``sonotok stream --artifact`` runs on CPU).
 * EnCodec 24 kHz (``encodec`` package, ``encodec_model_24khz(pretrained=False)``, 6 kbps, offline) and
   Mimi (``moshi`` package, ``get_mimi(None, num_codebooks=8)``, offline and streaming with
   ``mimi.streaming(1)`` on 1920-sample frames), run in a separate venv (``.venv-peers``, where the
@@ -122,6 +123,14 @@ def bench_sonotok(preset: str, seconds: float, repeats: int) -> Dict[str, object
             torch.jit.freeze(dec.eval(), preserved_attrs=["init_state"]),
             torch.jit.freeze(off.eval(), preserved_attrs=["encode", "decode"]),
         )
+        from sonotok.stream_cli import optimize_for_cpu  # what `sonotok stream --artifact` runs on CPU
+
+        variants["jit+freeze+optimize"] = (
+            optimize_for_cpu(enc),
+            optimize_for_cpu(dec),
+            torch.jit.optimize_for_inference(torch.jit.freeze(off.eval(), preserved_attrs=["encode", "decode"]),
+                                             other_methods=["encode", "decode"]),
+        )
     except Exception as e:  # noqa: BLE001 - report and carry on
         out["freeze_error"] = f"{type(e).__name__}: {e}"
     for name, (e, d, o) in variants.items():
@@ -213,7 +222,7 @@ def table(results: Dict[str, Dict[str, object]]) -> str:
             rows.append(f"| {label} | error: {r['error']} | | | | | |")
             continue
         if "preset" in r:
-            for v in ("jit", "jit+freeze"):
+            for v in ("jit", "jit+freeze", "jit+freeze+optimize"):
                 s, o = r.get(f"stream_{v}"), r.get(f"offline_{v}")
                 if s is None:
                     continue
@@ -272,6 +281,7 @@ def main(argv=None) -> int:
     md = table(results)
     meta = {"seconds": args.seconds, "threads": args.threads, "batch": 1, "torch": torch.__version__,
             "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "load_average_1_5_15_min_at_end": os.getloadavg(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "note": "random weights; batch 1; x real time = audio duration / compute time; "
                     "stream = encode + decode of one frame per call through the TorchScript artifact"}
     out = Path(args.out)

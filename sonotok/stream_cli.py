@@ -51,6 +51,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--stdin-channels", type=int, default=1, help="channels of stdin PCM (downmixed)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--no-optimize", action="store_true",
+                   help="run the artifact as saved (default on CPU: torch.jit.freeze + optimize_for_inference)")
     p.add_argument("--realtime", action="store_true", help="pace chunks at wall-clock speed (as a live input would)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
@@ -71,10 +73,23 @@ def summarize_times(times_s: List[float]) -> Dict[str, float]:
     return {"mean_ms": sum(ms) / len(ms), "p95_ms": p95, "max_ms": ms[-1]}
 
 
+def optimize_for_cpu(module):
+    """``torch.jit.freeze`` + ``torch.jit.optimize_for_inference`` of a streaming artifact (keeps ``init_state``).
+
+    Folds the weights into the graph and pre-packs them for oneDNN: about 1.2-1.3x less compute per
+    20 ms frame on CPU (bench/streaming.py), outputs equal within float tolerance.
+    """
+    import torch
+
+    frozen = torch.jit.freeze(module.eval(), preserved_attrs=["init_state"])
+    return torch.jit.optimize_for_inference(frozen, other_methods=["init_state"])
+
+
 class StreamRunner:
     """One streaming encoder/decoder pair, eager (a Codec) or TorchScript (an export directory)."""
 
-    def __init__(self, model: str | None = None, artifact: str | None = None, device: str = "cpu"):
+    def __init__(self, model: str | None = None, artifact: str | None = None, device: str = "cpu",
+                 optimize: bool = True):
         import torch
 
         self.device = torch.device(device)
@@ -86,14 +101,17 @@ class StreamRunner:
             meta = json.loads(meta_path.read_text())
             self.enc = torch.jit.load(str(art / "encoder_stream.pt"), map_location=self.device)
             self.dec = torch.jit.load(str(art / "decoder_stream.pt"), map_location=self.device)
+            self.optimized = False
+            if optimize and self.device.type == "cpu":
+                self.enc, self.dec = optimize_for_cpu(self.enc), optimize_for_cpu(self.dec)
+                self.optimized = True
             self.sample_rate = int(meta["sample_rate"])
             self.hop = int(meta["hop_length"])
             self.channels = int(meta["channels"])
             self.decoder_delay = int(meta["latency_samples"]) - self.hop
             self.model_id = meta.get("model_id")
-            self.kind = "torchscript"
+            self.kind = "torchscript (frozen, optimized)" if self.optimized else "torchscript"
             self._enc, self._dec = self.enc, self.dec
-            self.enc_state, self.dec_state = self.enc.init_state(1), self.dec.init_state(1)
         else:
             import sonotok
 
@@ -104,7 +122,14 @@ class StreamRunner:
             self.model_id = getattr(codec, "model_id", None)
             self.kind = "eager"
             self._enc, self._dec = codec.encode_step, codec.decode_step
-            self.enc_state, self.dec_state = codec.init_state(1)
+        self.reset()
+
+    def reset(self) -> None:
+        """Fresh streaming state (the start of a new stream)."""
+        if self.kind == "eager":
+            self.enc_state, self.dec_state = self.codec.init_state(1)
+        else:
+            self.enc_state, self.dec_state = self.enc.init_state(1), self.dec.init_state(1)
 
     def step(self, chunk):
         """``chunk [1, C, t]`` -> ``(codes [1, K, f], audio [1, C, f * hop])``."""
@@ -168,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
         print("error: --chunk-ms must be > 0", file=sys.stderr)
         return 2
     try:
-        runner = StreamRunner(args.model, args.artifact, args.device)
+        runner = StreamRunner(args.model, args.artifact, args.device, optimize=not args.no_optimize)
     except (SonotokError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -202,10 +227,7 @@ def run(args: argparse.Namespace) -> int:
     # warm-up on silence with a throwaway state (first calls of a scripted module are slow)
     for _ in range(3):
         runner.step(torch.zeros(1, runner.channels, hop))
-    if runner.kind == "torchscript":
-        runner.enc_state, runner.dec_state = runner.enc.init_state(1), runner.dec.init_state(1)
-    else:
-        runner.enc_state, runner.dec_state = runner.codec.init_state(1)
+    runner.reset()
     start = time.perf_counter()
     for x in chunks:
         total += x.shape[-1]

@@ -241,12 +241,15 @@ def test_cli_export_and_stream(model_dir, wav_file, tmp_path, capsys):
     wav = torch.from_numpy(sf.read(wav_file, dtype="float32")[0])[None, None]
     ref_codes = codec.encode(wav)[0].numpy()
     ref_audio = codec.decode(codec.encode(wav), length=wav.shape[-1])[0, 0].numpy()
-    for src in (["--model", str(model_dir)], ["--artifact", str(art)]):
-        out = tmp_path / f"out_{src[0][2:]}.wav"
+    for src in (["--model", str(model_dir)], ["--artifact", str(art)], ["--artifact", str(art), "--no-optimize"]):
+        out = tmp_path / f"out_{src[0][2:]}_{len(src)}.wav"
         capsys.readouterr()
         rc = main(["stream", *src, str(wav_file), "--out", str(out), "--chunk-ms", "1.3", "--json", "--threads", "1"])
         assert rc == 0
         report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        expected = {2: "eager", 3: "torchscript"} if src[0] == "--model" else {2: "torchscript (frozen, optimized)",
+                                                                                  3: "torchscript"}
+        assert report["backend"] == expected[len(src)]
         assert report["chunks"] > 100 and report["compute_ms"]["p95_ms"] >= report["compute_ms"]["mean_ms"] * 0
         assert report["compute_ms"]["max_ms"] >= report["compute_ms"]["p95_ms"]
         assert report["algorithmic_latency_ms"] == pytest.approx(1000 * (8 + 21 - 1) / 16000)
