@@ -44,6 +44,34 @@ DESIGNS = {
     "first_codebook": ["experiment=split_rvq_16k"],
 }
 
+# --backbone stft: the same three designs on the fast spectral backbone of `experiment=tiny` (causal STFT +
+# ConvNeXt encoder, ConvNeXt + inverse-STFT decoder, compressed spectral losses) with the designs' RVQ
+# 8 x 1024 (4 kbps): the SEANet designs are still at noise level after a small CPU budget, this one is not.
+STFT_BACKBONE = [
+    "encoder=stft_convnext", "decoder=vocos",
+    "~encoder.n_filters", "~encoder.dilations", "~decoder.n_filters", "~decoder.dilations",
+    "encoder.width=192", "encoder.num_blocks=3", "encoder.num_post_blocks=1",
+    "decoder.width=192", "decoder.num_pre_blocks=1", "decoder.num_blocks=3",
+    "codec.decoder_delay=480", "loss=compressed", "loss.modules.mel.mag_weight=1.0",
+    "optim.generator.lr=1.5e-3", "optim.generator.betas=[0.9,0.99]",
+]
+STFT_WEIGHTS = "rec/mel:15.0,rec/stft:1.0,rec/wave:0.0,rec/loudness:0.5,vq/commit:1.0"
+STFT_DESIGNS = {
+    "baseline": [f"loss.weights={{{STFT_WEIGHTS}}}"],
+    "xcodec": [f"loss.weights={{{STFT_WEIGHTS},sem/distill:5.0}}"],
+    "first_codebook": [f"loss.weights={{{STFT_WEIGHTS},sem/distill:10.0}}"],
+}
+
+
+def design_overrides(name: str, backbone: str) -> list[str]:
+    """Hydra overrides of design ``name`` on ``backbone`` (``seanet``: the presets as they are; ``stft``)."""
+    if backbone == "seanet":
+        return list(DESIGNS[name])
+    if backbone == "stft":
+        return [*DESIGNS[name], *STFT_BACKBONE, *STFT_DESIGNS[name]]
+    raise ValueError(f"unknown backbone {backbone!r}: expected seanet or stft")
+
+
 # Harvard sentences used for the WER test: the first 20 of sonotok.data.corpus.SENTENCES.
 N_HARVARD = 20
 # Shortest file (seconds) taken from a manifest for scoring and probes.
@@ -212,9 +240,10 @@ def run(name: str, args) -> dict:
     from sonotok.semantic.whisper import WhisperTeacher
 
     torch.manual_seed(0)
-    cfg, module, dm = build(DESIGNS[name] + [f"threads={args.threads}"])
+    overrides = design_overrides(name, args.backbone)
+    cfg, module, dm = build(overrides + [f"threads={args.threads}"])
     codec = module.codec
-    info = {"overrides": DESIGNS[name], "params": sum(p.numel() for p in codec.parameters()),
+    info = {"backbone": args.backbone, "overrides": overrides, "params": sum(p.numel() for p in codec.parameters()),
             "kbps": codec.bitrate() / 1000}
     info.update(train(name, module, dm, args.steps, args.minutes))
     corpus = Path(args.corpus)
@@ -250,6 +279,8 @@ def print_table(res: dict) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--designs", default="baseline,xcodec,first_codebook")
+    p.add_argument("--backbone", default="seanet", choices=["seanet", "stft"],
+                   help="seanet: the presets as they are; stft: the same designs on tiny's spectral backbone")
     p.add_argument("--steps", type=int, default=400, help="optimizer steps per design (the shared budget)")
     p.add_argument("--minutes", type=float, default=1e9, help="also stop after this much training time")
     p.add_argument("--threads", type=int, default=1)
