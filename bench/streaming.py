@@ -198,7 +198,7 @@ def peer_mimi(seconds: float, repeats: int) -> Dict[str, object]:
 
 def run_peer(python: str, name: str, seconds: float, repeats: int, threads: int) -> Dict[str, object]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
-    env["OMP_WAIT_POLICY"] = "PASSIVE"
+    env["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")  # the same policy as this process
     # -P: do not put bench/ on sys.path (bench/tokenize.py would shadow the standard library's tokenize)
     cmd = [python, "-P", str(Path(__file__).resolve()), "--peer", name, "--seconds", str(seconds),
            "--repeats", str(repeats), "--threads", str(threads)]
@@ -289,7 +289,9 @@ def main(argv=None) -> int:
     out.write_text(json.dumps({"meta": meta, "results": results, "table_md": md}, indent=2) + "\n")
     out.with_suffix(".md").write_text(
         f"# Streaming benchmark ({meta['date']}, {args.threads} threads, batch 1, {args.seconds:g} s audio)\n\n"
-        f"Command: `OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/streaming.py`\n\n{md}\n")
+        f"Command: `OMP_WAIT_POLICY={meta['omp_wait_policy']} .venv/bin/python bench/streaming.py "
+        f"--seconds {args.seconds:g} --repeats {args.repeats} --threads {args.threads}` "
+        f"(load average at the end {meta['load_average_1_5_15_min_at_end'][0]:.2f})\n\n{md}\n")
     print(md)
     return 0
 
