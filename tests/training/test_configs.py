@@ -47,6 +47,13 @@ def test_other_groups_compose(group, tmp_path):
             over += [f"data.train={tmp_path}"]
         cfg = compose_config(over)
         assert cfg[group] is not None
+        if group == "loss":  # every loss module of every option builds
+            from hydra.utils import instantiate
+
+            mods = {k: instantiate(v) for k, v in cfg.loss.modules.items() if v is not None}
+            assert mods
+        if group == "trainer" and opt == "cpu_ddp":
+            assert cfg.trainer.strategy == "ddp_fork" and cfg.trainer.accelerator == "cpu"
 
 
 EXPECTED = {
