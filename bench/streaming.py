@@ -91,8 +91,54 @@ def _stream(step: Callable, frames: List, frame_ms: float, warmup: int = 5) -> D
     return s
 
 
+def _pipelined(enc, dec, frames: List, frame_ms: float, warmup: int = 5) -> Dict[str, float]:
+    """Throughput of a two-thread streaming pipeline: one thread encodes frames as they come, the other
+    decodes the codes it receives (an encoder and a decoder, as in a call, each with its own core).
+
+    Torch runs one intra-op thread here (``torch.set_num_threads(1)``: per-frame ops are too small to
+    split); TorchScript calls release the GIL, so the two threads run in parallel.
+    """
+    import queue
+    import threading
+
+    import torch
+
+    for f in frames[:warmup]:  # warm-up on a throwaway state
+        s_e, s_d = enc.init_state(1), dec.init_state(1)
+        c, s_e = enc(f, s_e)
+        dec(c, s_d)
+    q: "queue.Queue" = queue.Queue()
+
+    def enc_worker():
+        with torch.inference_mode():
+            st = enc.init_state(1)
+            for f in frames:
+                c, st = enc(f, st)
+                q.put(c)
+        q.put(None)
+
+    def dec_worker():
+        with torch.inference_mode():
+            st = dec.init_state(1)
+            while True:
+                c = q.get()
+                if c is None:
+                    return
+                _, st = dec(c, st)
+
+    threads = [threading.Thread(target=enc_worker), threading.Thread(target=dec_worker)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return {"frames": len(frames), "wall_s": wall, "ms_per_frame": 1000.0 * wall / len(frames),
+            "frame_ms": frame_ms, "x_realtime": frame_ms * len(frames) / (1000.0 * wall)}
+
+
 # ----------------------------------------------------------------- sonotok
-def bench_sonotok(preset: str, seconds: float, repeats: int) -> Dict[str, object]:
+def bench_sonotok(preset: str, seconds: float, repeats: int, threads: int = 2) -> Dict[str, object]:
     import hydra.utils
     import torch
 
@@ -144,6 +190,29 @@ def bench_sonotok(preset: str, seconds: float, repeats: int) -> Dict[str, object
         with torch.inference_mode():
             out[f"stream_{name}"] = _stream(step, frames, 1000.0 * hop / sr)
             out[f"offline_{name}"] = _offline(o.encode, o.decode, wav, seconds, repeats)
+            # encoder and decoder alone (a sender and a receiver, each on its own thread or machine)
+            se = {"s": e.init_state(1)}
+            codes = []
+            for f in frames:
+                c, se["s"] = e(f, se["s"])
+                codes.append(c)
+            se["s"], sd = e.init_state(1), {"s": d.init_state(1)}
+
+            def enc_only(x, e=e, se=se):
+                c, se["s"] = e(x, se["s"])
+                return c
+
+            def dec_only(c, d=d, sd=sd):
+                y, sd["s"] = d(c, sd["s"])
+                return y
+
+            out[f"stream_{name}_encode"] = _stream(enc_only, frames, 1000.0 * hop / sr)
+            out[f"stream_{name}_decode"] = _stream(dec_only, codes, 1000.0 * hop / sr)
+        if threads == 2:
+            n_threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            out[f"pipeline2_{name}"] = _pipelined(e, d, frames, 1000.0 * hop / sr)
+            torch.set_num_threads(n_threads)
     # eager streaming (Codec.encode_step/decode_step, weight norm not folded) for reference
     es, ds = codec.init_state(1)
     st = {"e": es, "d": ds}
@@ -243,6 +312,24 @@ def table(results: Dict[str, Dict[str, object]]) -> str:
                 f"{'%.1f / %.1f / %.1f ms' % (s['mean_ms'], s['median_ms'], s['p95_ms']) if s else '-'} | "
                 f"{'%.1fx / %.1fx' % (s['x_realtime'], s['median_x_realtime']) if s else '-'} | "
                 f"{o['encode_x_realtime']:.1f}x | {o['decode_x_realtime']:.1f}x |")
+    rows += ["", "Encoder and decoder alone (one stream each, e.g. sender and receiver), per 1-frame call:", "",
+             "| model | encode compute / frame (mean, median) | encode x real time | decode compute / frame "
+             "(mean, median) | decode x real time |", "|---|---|---|---|---|"]
+    for label, r in results.items():
+        if "preset" not in r:
+            continue
+        for v in ("jit", "jit+freeze", "jit+freeze+optimize"):
+            e, d = r.get(f"stream_{v}_encode"), r.get(f"stream_{v}_decode")
+            if e is None or d is None:
+                continue
+            rows.append(f"| {label} ({v}) | {e['mean_ms']:.2f} / {e['median_ms']:.2f} ms | {e['x_realtime']:.1f}x | "
+                        f"{d['mean_ms']:.2f} / {d['median_ms']:.2f} ms | {d['x_realtime']:.1f}x |")
+    pipe = [(label, v, r[f"pipeline2_{v}"]) for label, r in results.items() if "preset" in r
+            for v in ("jit", "jit+freeze", "jit+freeze+optimize") if f"pipeline2_{v}" in r]
+    if pipe:
+        rows += ["", "Two threads as a pipeline (encoder thread -> decoder thread, 1 intra-op thread each), "
+                 "steady-state throughput:", "", "| model | wall time / frame | x real time |", "|---|---|---|"]
+        rows += [f"| {label} ({v}) | {p['ms_per_frame']:.2f} ms | {p['x_realtime']:.1f}x |" for label, v, p in pipe]
     return "\n".join(rows)
 
 
@@ -270,7 +357,7 @@ def main(argv=None) -> int:
     for label, preset in PRESETS:
         if preset in args.presets:
             print(f"benchmarking {label} ...", file=sys.stderr)
-            results[label] = bench_sonotok(preset, args.seconds, args.repeats)
+            results[label] = bench_sonotok(preset, args.seconds, args.repeats, args.threads)
     if not args.skip_peers:
         for name in ("encodec", "mimi"):
             print(f"benchmarking peer {name} ...", file=sys.stderr)

@@ -49,7 +49,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--stdin-format", default="s16le", choices=["s16le", "f32le"], help="raw PCM format on stdin")
     p.add_argument("--stdin-rate", type=int, default=16000, help="sample rate of stdin PCM (must equal the model's)")
     p.add_argument("--stdin-channels", type=int, default=1, help="channels of stdin PCM (downmixed)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op CPU threads (default 1: per-frame ops are too small to split; bench/streaming.py)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--no-optimize", action="store_true",
                    help="run the artifact as saved (default on CPU: torch.jit.freeze + optimize_for_inference)")

@@ -24,10 +24,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sonotok.modules.conv import fold_weight_norm
+from sonotok.modules.convnext import fold_layer_scale
 
 
 def prepare_for_export(codec: nn.Module) -> nn.Module:
-    """A deep copy of ``codec`` in eval mode, weight norm folded, quantizer frozen.
+    """A deep copy of ``codec`` in eval mode, weight norm and ConvNeXt layer scales folded, quantizer frozen.
 
     The copy's ``quantizer`` is the frozen module (``encode``/``decode`` only); the original codec is
     left untouched.
@@ -36,6 +37,7 @@ def prepare_for_export(codec: nn.Module) -> nn.Module:
     c = copy.deepcopy(codec)
     c.quantizer = frozen_q
     fold_weight_norm(c)
+    fold_layer_scale(c)
     c.eval()
     for p in c.parameters():
         p.requires_grad_(False)

@@ -92,6 +92,22 @@ class ConvNeXtBlock(StreamingResidual):
         return h + y, s
 
 
+def fold_layer_scale(module: nn.Module) -> nn.Module:
+    """Fold every :class:`ConvNeXtMLP`'s layer scale into its second linear, in place (for export).
+
+    ``gamma * (W h + b) == (gamma W) h + gamma b``: one multiply fewer per block and frame.
+    """
+    for m in module.modules():
+        if isinstance(m, ConvNeXtMLP) and m.gamma is not None:
+            with torch.no_grad():
+                g = m.gamma.detach()
+                m.fc2.weight.mul_(g[:, None])
+                if m.fc2.bias is not None:
+                    m.fc2.bias.mul_(g)
+            m.gamma = None
+    return module
+
+
 def convnext_block(
     dim: int, kernel_size: int = 7, mlp_ratio: float = 3.0, layer_scale: float = 1e-6, dilation: int = 1
 ) -> ConvNeXtBlock:

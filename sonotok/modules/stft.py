@@ -175,8 +175,8 @@ class ISTFTHead(nn.Module):
         h = F.linear(x.transpose(1, 2), self.proj.weight[..., 0], self.proj.bias)  # [B, T, 3 * n_bins]
         logmag, u, v = h.split(self.n_bins, dim=-1)
         mag = torch.exp(logmag.clamp(max=self.max_log_mag))
-        inv = torch.rsqrt(u.square() + v.square() + 1e-8)
-        return mag * u * inv, mag * v * inv
+        scale = mag * torch.rsqrt(u.square() + v.square() + 1e-8)
+        return u * scale, v * scale
 
     def _frames(self, x: Tensor) -> Tensor:
         re, im = self.spectrum(x)

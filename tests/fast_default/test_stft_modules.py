@@ -78,3 +78,21 @@ def test_convnext_stack_streams_like_offline(chunk):
     ref = stack(x)
     out, _ = stream(stack, x, chunk)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_folding_layer_scale_keeps_outputs():
+    import copy
+
+    from sonotok.modules.convnext import ConvNeXtMLP, ConvNeXtStack, fold_layer_scale
+
+    torch.manual_seed(0)
+    stack = ConvNeXtStack(8, 2, 5).eval()
+    for m in stack.modules():
+        if isinstance(m, ConvNeXtMLP):
+            m.gamma.data.uniform_(0.2, 2.0)
+    x = torch.randn(2, 8, 30)
+    folded = fold_layer_scale(copy.deepcopy(stack))
+    assert all(m.gamma is None for m in folded.modules() if isinstance(m, ConvNeXtMLP))
+    torch.testing.assert_close(folded(x), stack(x), rtol=1e-5, atol=1e-6)
+    y, _ = folded.step(x, folded.init_state(2))
+    torch.testing.assert_close(y, stack(x), rtol=1e-5, atol=1e-6)
