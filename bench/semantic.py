@@ -289,10 +289,10 @@ def main(argv=None) -> int:
     p.add_argument("--sentences", type=int, default=20)
     p.add_argument("--corpus", default=os.environ.get("SONOTOK_CORPUS", str(ROOT / "data/corpus")))
     p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "sonotok_semantic_bench"))
-    p.add_argument("--out", default=str(ROOT / "bench/results/semantic.json"))
+    p.add_argument("--out", default=None, help="result file (default bench/results/semantic_<backbone>.json)")
     p.add_argument("--merge", nargs="+", default=None, help="merge per-design result files into --out")
     args = p.parse_args(argv)
-    out = Path(args.out)
+    out = Path(args.out or ROOT / f"bench/results/semantic_{args.backbone}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.merge:
         merged: dict = {"designs": {}}
