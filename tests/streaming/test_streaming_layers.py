@@ -49,6 +49,30 @@ def test_conv_stream_equals_offline(kernel, stride, dilation, norm):
         torch.testing.assert_close(y, ref, atol=ATOL, rtol=1e-5)
 
 
+@pytest.mark.parametrize("groups", [1, 2, 4])
+@pytest.mark.parametrize("kernel,stride,dilation", [(7, 1, 1), (5, 1, 3), (4, 2, 1), (6, 3, 2)])
+def test_conv_step_paths_agree(groups, kernel, stride, dilation):
+    """Steps of few frames (matrix-product path: dense, depthwise; grouped falls back to the conv) and
+    one long step (convolution kernel) give the offline output."""
+    layer = StreamingConv1d(4, 4, kernel, stride=stride, dilation=dilation, groups=groups, norm="none").eval()
+    assert layer.small_step_frames < 20
+    x = torch.randn(2, 4, 20 * stride)
+    ref = layer(x)
+    for chunk in (1, stride, 3 * stride, x.shape[-1]):
+        y, _ = _stream(layer, x, chunk)
+        torch.testing.assert_close(y, ref, atol=ATOL, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kernel,stride", [(2, 2), (8, 4), (3, 1)])
+def test_convtr_step_paths_agree(kernel, stride):
+    layer = StreamingConvTranspose1d(3, 5, kernel, stride=stride, norm="none").eval()
+    x = torch.randn(2, 3, 20)
+    ref = layer(x)
+    for chunk in (1, 2, 5, 20):  # 20 frames in one step: the transposed-convolution kernel
+        y, _ = _stream(layer, x, chunk)
+        torch.testing.assert_close(y, ref, atol=ATOL, rtol=1e-5)
+
+
 @pytest.mark.parametrize("kernel,stride,dilation", CONV_CASES)
 def test_conv_causal(kernel, stride, dilation):
     """Appending input never changes earlier output (offline and streamed)."""
