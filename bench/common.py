@@ -46,6 +46,12 @@ def build(overrides: list[str]):
     return cfg, module, dm
 
 
+def endless_batches(dm):
+    """Training batches of datamodule ``dm``, epoch after epoch, for plain training loops."""
+    while True:
+        yield from dm.train_dataloader()
+
+
 def train_step(module, codec, opt, sched, batch) -> tuple[dict, torch.Tensor]:
     """One plain optimizer step of ``module``'s generator objective on ``batch``.
 

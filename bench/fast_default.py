@@ -27,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import build, manifest_files, train_step  # noqa: E402
+from bench.common import build, endless_batches, manifest_files, train_step  # noqa: E402
 
 # The naive recipe of issue 8: causal SEANet (strides 2-4-5-8), RVQ 8 x 1024 (k-means, EMA 0.99,
 # dead-code threshold 2), multi-resolution mel + log-magnitude STFT losses, batch 8 x 1 s, AdamW 1e-3.
@@ -80,7 +80,7 @@ def run_design(name: str, overrides: list[str], args, files: list[str], save=lam
     points = []
     next_eval = 0.0 if args.eval_at_zero else args.eval_every * 60.0
     train_s, step = 0.0, 0
-    loader = iter(dm.train_dataloader())
+    loader = endless_batches(dm)
     codec.train()
     record = {"overrides": overrides, "params": n_params, "kbps": kbps, "frame_rate": codec.frame_rate,
               "steps": 0, "train_minutes": 0.0, "steps_per_s": 0.0, "curve": points}
@@ -98,11 +98,7 @@ def run_design(name: str, overrides: list[str], args, files: list[str], save=lam
                 next_eval += args.eval_every * 60.0
         if done:
             break
-        try:
-            batch = next(loader)
-        except StopIteration:
-            loader = iter(dm.train_dataloader())
-            batch = next(loader)
+        batch = next(loader)
         t0 = time.perf_counter()
         _, total = train_step(module, codec, opt, sched, batch)
         step += 1

@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import build, manifest_files, train_step  # noqa: E402
+from bench.common import build, endless_batches, manifest_files, train_step  # noqa: E402
 
 DESIGNS = {
     "baseline": ["experiment=tiny_seanet"],  # the same SEANet + RVQ 8 x 1024 without a teacher
@@ -150,15 +150,11 @@ def word_errors(ref: str, hyp: str) -> tuple[int, int]:
 def train(name: str, module, dm, steps: int, minutes: float) -> dict:
     codec = module.codec
     (opt,), (sched,) = module.configure_optimizers()
-    loader = iter(dm.train_dataloader())
+    loader = endless_batches(dm)
     codec.train()
     train_s, step = 0.0, 0
     while step < steps and train_s < minutes * 60:
-        try:
-            batch = next(loader)
-        except StopIteration:
-            loader = iter(dm.train_dataloader())
-            batch = next(loader)
+        batch = next(loader)
         t0 = time.perf_counter()
         losses, total = train_step(module, codec, opt, sched, batch)  # the semantic hook adds sem/distill
         step += 1

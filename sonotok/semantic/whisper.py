@@ -190,12 +190,14 @@ def _read_ct2(f: BinaryIO, path: Path) -> Tuple[str, Dict[str, np.ndarray]]:
         else:
             raise ValueError(f"variable {name} has unknown dtype id {dtype_id}")
         variables[name] = arr.reshape(dims) if dims else arr.reshape(())
-    try:
-        for _ in range(u("I")):
+    # the alias table is optional: a file may end right after the variables
+    head = f.read(4)
+    if head:
+        if len(head) != 4:
+            raise ValueError("unexpected end of file in the alias table")
+        for _ in range(struct.unpack("<I", head)[0]):
             alias, target = s(), s()
             variables[alias] = variables[target]
-    except ValueError:
-        pass  # no alias table
     return spec, variables
 
 
