@@ -1,0 +1,148 @@
+"""Write the reference fixtures of the checkpoint importers (EnCodec, DAC, Mimi).
+
+Runs in a separate environment holding the reference packages, never in the project's venv::
+
+    python3 -m venv /work/refvenv
+    # reuse the project's torch/numpy/einops/safetensors instead of a second torch install
+    echo "$PWD/.venv/lib/python3.11/site-packages" > /work/refvenv/lib/python3.11/site-packages/project.pth
+    /work/refvenv/bin/pip install --no-deps encodec descript-audio-codec descript-audiotools moshi argbind \\
+        flatten_dict "huggingface_hub<0.30" julius ffmpy requests urllib3 idna charset_normalizer certifi \\
+        importlib_resources sentencepiece rich markdown_it_py mdurl pygments randomname docstring_parser
+    OMP_NUM_THREADS=1 /work/refvenv/bin/python tests/imports/make_fixtures.py [encodec] [dac] [mimi]
+
+For each family it builds the reference model with the reference package's own classes in a reduced
+size (fewer filters, fewer codebooks), gives it random weights (codebooks drawn from the model's own
+latents, so codes are spread over the tables), saves it in the released file format, and writes what the
+reference computes on a speech-like signal and on noise, at several lengths (some not a multiple of the
+hop). ``tests/imports/test_*.py`` import the saved checkpoint with sonotok and compare.
+
+Files per family under ``tests/imports/fixtures/<family>/``: the checkpoint, ``reference.safetensors``
+(inputs, codes, decoded audio) and ``reference.json`` (config, lengths, package versions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from importlib.metadata import version
+from pathlib import Path
+
+import torch
+
+OUT = Path(__file__).parent / "fixtures"
+SEED = 1234
+
+
+# ------------------------------------------------------------------------------------------ signals
+def speech_like(n: int, sr: int, seed: int) -> torch.Tensor:
+    """A voiced, speech-like test signal: a glottal pulse train with a gliding pitch through three
+    formant resonators, syllable-rate amplitude envelope and a little breath noise. ``[1, 1, n]``."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(n, dtype=torch.float64) / sr
+    f0 = 120 + 30 * torch.sin(2 * math.pi * 1.3 * t) + 10 * torch.sin(2 * math.pi * 4.1 * t)
+    phase = 2 * math.pi * torch.cumsum(f0, 0) / sr
+    source = torch.zeros(n, dtype=torch.float64)
+    for h in range(1, 30):
+        source += torch.sin(h * phase) / h
+    y = torch.zeros(n, dtype=torch.float64)
+    for fc, bw, gain in ((700.0, 110.0, 1.0), (1220.0, 120.0, 0.5), (2600.0, 160.0, 0.25)):
+        r = math.exp(-math.pi * bw / sr)
+        a1, a2 = -2 * r * math.cos(2 * math.pi * fc / sr), r * r
+        y1 = y2 = 0.0
+        src = source.tolist()
+        o = [0.0] * n
+        for i in range(n):
+            v = src[i] - a1 * y1 - a2 * y2
+            o[i] = v
+            y2, y1 = y1, v
+        out = torch.tensor(o, dtype=torch.float64)
+        y += gain * out / out.abs().max()
+    env = 0.5 * (1 - torch.cos(2 * math.pi * 3.0 * t)).clamp_min(0.05)
+    y = y * env + 0.01 * torch.randn(n, generator=g, dtype=torch.float64)
+    y = 0.3 * y / y.abs().max()
+    return y.float().view(1, 1, n)
+
+
+def noise(n: int, seed: int, channels: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (0.1 * torch.randn(1, channels, n, generator=g)).float()
+
+
+def save(family: str, checkpoint_name: str, write_checkpoint, tensors: dict, meta: dict) -> None:
+    from safetensors.torch import save_file
+
+    d = OUT / family
+    d.mkdir(parents=True, exist_ok=True)
+    write_checkpoint(d / checkpoint_name)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(d / "reference.safetensors"))
+    meta = dict(meta, checkpoint=checkpoint_name, seed=SEED, torch=torch.__version__)
+    (d / "reference.json").write_text(json.dumps(meta, indent=2) + "\n")
+    sizes = {p.name: p.stat().st_size for p in d.iterdir()}
+    print(family, sizes)
+
+
+# ------------------------------------------------------------------------------------------ EnCodec
+@torch.no_grad()
+def make_encodec() -> None:
+    import encodec
+    from encodec import modules as m
+    from encodec import quantization as qt
+
+    torch.manual_seed(SEED)
+    sr, n_filters, dimension, n_q, bins = 24000, 2, 16, 4, 1024
+    ratios = [8, 5, 4, 2]
+    enc = m.SEANetEncoder(channels=1, dimension=dimension, n_filters=n_filters, ratios=ratios,
+                          norm="weight_norm", causal=True)
+    dec = m.SEANetDecoder(channels=1, dimension=dimension, n_filters=n_filters, ratios=ratios,
+                          norm="weight_norm", causal=True)
+    quant = qt.ResidualVectorQuantizer(dimension=dimension, n_q=n_q, bins=bins)
+    bandwidths = [1.5, 3.0]
+    model = encodec.EncodecModel(enc, dec, quant, bandwidths, sr, 1, normalize=False, name="encodec_24khz").eval()
+    # codebooks: latent frames of the model's own encoder on noise and speech, level by level on the residual
+    train = torch.cat([noise(sr * 2, SEED + 1), speech_like(sr * 2, sr, SEED + 2)], -1)
+    z = model.encoder(train)[0].t()  # [frames, dim]
+    residual = z
+    g = torch.Generator().manual_seed(SEED + 3)
+    for layer in model.quantizer.vq.layers:
+        cb = layer._codebook
+        idx = torch.randint(0, residual.shape[0], (bins,), generator=g)
+        cb.embed.copy_(residual[idx] + 0.05 * residual.std() * torch.randn(bins, dimension, generator=g))
+        cb.inited.fill_(1.0)
+        residual = residual - cb.decode(cb.encode(residual))
+    signals = {"speech": speech_like(9000, sr, SEED + 4), "noise": noise(9000, SEED + 5)}
+    hop = int(model.encoder.hop_length)
+    lengths = [hop * 20, hop * 20 + 17, 5000, 9000]
+    tensors = {f"input/{k}": v for k, v in signals.items()}
+    for bw in bandwidths:
+        model.set_target_bandwidth(bw)
+        for name, wav in signals.items():
+            for n in lengths:
+                frames = model.encode(wav[..., :n])
+                codes = frames[0][0]
+                tensors[f"codes/{bw}/{name}/{n}"] = codes.long()
+                if bw == bandwidths[-1]:
+                    tensors[f"audio/{bw}/{name}/{n}"] = model.decode(frames)
+    meta = {
+        "family": "encodec_24khz", "package": "encodec", "version": version("encodec"),
+        "sample_rate": sr, "hop_length": hop, "bandwidths": bandwidths, "lengths": lengths,
+        "signals": list(signals), "config": {"n_filters": n_filters, "dimension": dimension, "n_q": n_q,
+                                             "bins": bins, "ratios": ratios},
+    }
+    save("encodec_24khz", "encodec_tiny.th", lambda p: torch.save(model.state_dict(), p), tensors, meta)
+
+
+FAMILIES = {"encodec": make_encodec}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    for fam in args.families:
+        FAMILIES[fam]()
+
+
+if __name__ == "__main__":
+    main()
