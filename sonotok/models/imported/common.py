@@ -63,7 +63,7 @@ def require_keys(path: str | os.PathLike, state: Mapping[str, Tensor], keys: Ite
     missing = [k for k in keys if k not in state]
     if missing:
         raise ModelLoadError(
-            f"{path}: not a {model} checkpoint: missing {_keys_text(missing)}; "
+            f"{path}: not a checkpoint of {model}: missing {_keys_text(missing)}; "
             f"the file has {_keys_text(state.keys())}"
         )
 
