@@ -31,3 +31,8 @@ class Reference:
 @pytest.fixture(scope="session")
 def encodec_ref() -> Reference:
     return Reference("encodec_24khz")
+
+
+@pytest.fixture(scope="session", params=["dac_16khz", "dac_44khz"])
+def dac_ref(request) -> Reference:
+    return Reference(request.param)

@@ -132,7 +132,48 @@ def make_encodec() -> None:
     save("encodec_24khz", "encodec_tiny.th", lambda p: torch.save(model.state_dict(), p), tensors, meta)
 
 
-FAMILIES = {"encodec": make_encodec}
+# ------------------------------------------------------------------------------------------ DAC
+@torch.no_grad()
+def make_dac_one(sr: int, rates: list, family: str) -> None:
+    import dac
+
+    torch.manual_seed(SEED)
+    n_codebooks = 4
+    model = dac.DAC(encoder_dim=4, encoder_rates=rates, decoder_dim=32, decoder_rates=list(reversed(rates)),
+                    n_codebooks=n_codebooks, codebook_size=1024, codebook_dim=8, sample_rate=sr).eval()
+    g = torch.Generator().manual_seed(SEED + 1)
+    for mod in model.modules():  # Snake slopes off their all-ones init, so every alpha is exercised
+        if isinstance(mod, dac.nn.layers.Snake1d):
+            mod.alpha.copy_(0.5 + 1.5 * torch.rand(mod.alpha.shape, generator=g))
+    hop = int(model.hop_length)
+    n_full = hop * 24
+    signals = {"speech": speech_like(n_full, sr, SEED + 4), "noise": noise(n_full, SEED + 5)}
+    lengths = [hop * 12, hop * 12 + 37, hop * 24 - 5, n_full]
+    tensors = {f"input/{k}": v for k, v in signals.items()}
+    for name, wav in signals.items():
+        for n in lengths:
+            x = model.preprocess(wav[..., :n], sr)
+            _, codes, _, _, _ = model.encode(x)
+            tensors[f"codes/{name}/{n}"] = codes.long()
+            z = model.quantizer.from_codes(codes)[0]
+            tensors[f"audio/{name}/{n}"] = model.decode(z)
+            k2 = 2  # a lower bitrate: the first two levels, as the reference's n_quantizers
+            _, codes2, _, _, _ = model.encode(x, n_quantizers=k2)
+            tensors[f"codes_k{k2}/{name}/{n}"] = codes2.long()
+    meta = {
+        "family": family, "package": "descript-audio-codec", "version": version("descript-audio-codec"),
+        "sample_rate": sr, "hop_length": hop, "lengths": lengths, "signals": list(signals),
+        "num_codebooks": n_codebooks, "config": {"encoder_dim": 4, "decoder_dim": 32, "rates": rates},
+    }
+    save(family, f"{family}_tiny.pth", lambda p: model.save(str(p), package=False), tensors, meta)
+
+
+def make_dac() -> None:
+    make_dac_one(16000, [2, 4, 5, 8], "dac_16khz")
+    make_dac_one(44100, [2, 4, 8, 8], "dac_44khz")
+
+
+FAMILIES = {"encodec": make_encodec, "dac": make_dac}
 
 
 def main() -> None:

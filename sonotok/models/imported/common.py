@@ -52,9 +52,13 @@ def read_safetensors(path: str | os.PathLike) -> Dict[str, Tensor]:
 
 def as_state_dict(path: str | os.PathLike, obj: Any, what: str) -> Dict[str, Tensor]:
     """Check that ``obj`` is a flat ``{name: tensor}`` mapping."""
-    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
+    if not isinstance(obj, Mapping) or not obj:
         raise ModelLoadError(f"{path}: expected {what} (a mapping of parameter names to tensors), "
-                             f"got {type(obj).__name__}")
+                             f"got {type(obj).__name__}{' (empty)' if isinstance(obj, Mapping) else ''}")
+    not_tensors = [str(k) for k, v in obj.items() if not isinstance(v, Tensor)]
+    if not_tensors:
+        raise ModelLoadError(f"{path}: expected {what} (a mapping of parameter names to tensors); "
+                             f"entries that are not tensors: {_keys_text(not_tensors)}")
     return dict(obj)
 
 
