@@ -3,7 +3,7 @@
 Each design is built from the Hydra config tree (the same configs ``train.py`` uses), trained with a plain
 loop for a fixed budget of optimizer steps and/or minutes of training time, and evaluated on held-out
 speakers (files of the corpus's test split, spread over its speakers) at regular points with
-``sonotok.evaluate.evaluate``. Evaluation time is excluded from the training clock. Writes
+``sonotok.evaluation.codec.evaluate``. Evaluation time is excluded from the training clock. Writes
 ``bench/results/fast_default.json`` and ``bench/results/fast_default.png`` (PESQ-WB, STOI and mel distance
 vs steps and vs minutes).
 
@@ -58,7 +58,7 @@ DESIGNS = {
 
 
 def score(codec, files: list[str]) -> dict:
-    from sonotok.evaluate import evaluate
+    from sonotok.evaluation.codec import evaluate
 
     codec.eval()
     with torch.no_grad():

@@ -4,7 +4,7 @@ Every variant is composed from the Hydra config tree (``sonotok.training.train.c
 same encoder, decoder, losses, optimizer, data and seed, changing only the quantizer group; it is trained
 with ``run_training`` for a fixed number of optimizer steps (wall time and time per step are recorded by a
 small callback, so Lightning start-up is not counted), then evaluated on held-out speakers of
-``data/corpus/test.jsonl`` with ``sonotok.evaluate.evaluate``.
+``data/corpus/test.jsonl`` with ``sonotok.evaluation.codec.evaluate``.
 
 Claims under test:
     * HiFi-Codec (Yang et al., 2023): grouped residual VQ with 4 codebooks matches or beats residual VQ
@@ -109,7 +109,7 @@ def overrides_for(name: str, steps: int, out_root: Path, extra: list[str]) -> li
 
 
 def run_variant(name: str, args, files: list[str]) -> dict:
-    from sonotok.evaluate import evaluate
+    from sonotok.evaluation.codec import evaluate
     from sonotok.model_io import load_model
     from sonotok.training.train import compose_config, run_training
 

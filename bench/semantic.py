@@ -224,7 +224,7 @@ def wer(codec, sentences, asr) -> dict:
 
 
 def acoustic(codec, files) -> dict:
-    from sonotok.evaluate import evaluate
+    from sonotok.evaluation.codec import evaluate
 
     with torch.no_grad():
         s = evaluate(codec, files, verbose=False)["summary"]

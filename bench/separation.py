@@ -48,7 +48,7 @@ def streaming_rtf(model, seconds: float, chunk_ms: float = 10.0) -> dict:
         t0 = time.perf_counter()
         model(x)
         off_s = time.perf_counter() - t0
-        from sonotok.codecs.separator import StreamingSeparator
+        from sonotok.models.separation import StreamingSeparator
 
         scripted = torch.jit.script(StreamingSeparator(model))
         state = scripted.init_state(1)
@@ -81,7 +81,7 @@ def main() -> int:
 
     import sonotok
     from sonotok.data.mixtures import fixed_test_set
-    from sonotok.separation_eval import evaluate_separation, format_separation_table
+    from sonotok.evaluation.separation import evaluate_separation, format_separation_table
     from sonotok.training.train import compose_config, run_training
 
     corpus = Path(args.corpus)

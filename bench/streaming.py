@@ -169,7 +169,7 @@ def bench_sonotok(preset: str, seconds: float, repeats: int, threads: int = 2) -
             torch.jit.freeze(dec.eval(), preserved_attrs=["init_state"]),
             torch.jit.freeze(off.eval(), preserved_attrs=["encode", "decode"]),
         )
-        from sonotok.stream_cli import optimize_for_cpu  # what `sonotok stream --artifact` runs on CPU
+        from sonotok.export.runtime import optimize_for_cpu  # what `sonotok stream --artifact` runs on CPU
 
         variants["jit+freeze+optimize"] = (
             optimize_for_cpu(enc),

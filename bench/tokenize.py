@@ -6,7 +6,7 @@ Run from the repository root as a module (a script named tokenize.py would shado
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python -m bench.tokenize [--files 24] [--threads 1]
 
 Builds a folder of synthetic 16 kHz files (2-10 s), saves each model (random weights: speed does not
-depend on weight values) as a model directory, and runs ``sonotok.tokenize.tokenize`` in a fresh
+depend on weight values) as a model directory, and runs ``sonotok.tokenizer.tokenize`` in a fresh
 subprocess per (model, batch size) so peak RSS (``ru_maxrss``) is measured alone. Prints a markdown table
 and writes ``bench/results/tokenize.json``.
 """
@@ -97,7 +97,7 @@ def worker(model_dir: str, folder: str, out: str, batch_size: int, threads: int)
 
     torch.set_num_threads(threads)
     import sonotok
-    from sonotok.tokenize import tokenize
+    from sonotok.tokenizer import tokenize
 
     codec = sonotok.load(model_dir)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -20,4 +20,11 @@ def load(path_or_name, map_location="cpu"):
     return load_model(path_or_name, map_location=map_location)
 
 
-__all__ = ["load", "AudioError", "CodesError", "ModelLoadError", "SonotokError", "__version__"]
+def load_separator(path_or_name, map_location="cpu"):
+    """Load a separation model (a model directory, checkpoint or shipped name); a codec is refused."""
+    from sonotok.model_io import load_separator as _load
+
+    return _load(path_or_name, map_location=map_location)
+
+
+__all__ = ["load", "load_separator", "AudioError", "CodesError", "ModelLoadError", "SonotokError", "__version__"]

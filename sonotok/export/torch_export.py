@@ -35,8 +35,8 @@ import torch
 from torch import Tensor, nn
 from torch.export import Dim
 
-from sonotok.export.streaming import OfflineCodec, build_export_modules
 from sonotok.export.torchscript import check_against_eager, codec_metadata
+from sonotok.export.wrappers import OfflineCodec, build_export_modules
 
 
 class _Encode(nn.Module):

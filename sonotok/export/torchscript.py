@@ -22,7 +22,7 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
-from sonotok.export.streaming import build_export_modules, state_shapes
+from sonotok.export.wrappers import build_export_modules, state_shapes
 
 FORMAT_VERSION = 1
 
@@ -97,7 +97,7 @@ def export_torchscript(
     """Script and save the streaming encoder/decoder and the offline codec; write ``export.json``.
 
     Args:
-        codec: a causal :class:`~sonotok.codecs.Codec` (left untouched: a folded, frozen copy is exported).
+        codec: a causal :class:`~sonotok.models.Codec` (left untouched: a folded, frozen copy is exported).
         out_dir: output directory (created).
         model_id: recorded in ``export.json`` (default ``codec.model_id`` or its name).
         check: reload the saved files and compare them with the eager codec (results in ``export.json``).

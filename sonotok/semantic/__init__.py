@@ -16,7 +16,7 @@ def __getattr__(name):
 
         return WhisperTeacher
     if name == "SSLTeacher":
-        from sonotok.semantic.ssl import SSLTeacher
+        from sonotok.semantic.ssl_teacher import SSLTeacher
 
         return SSLTeacher
     raise AttributeError(name)

@@ -17,7 +17,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
-from sonotok.codecs.codec import Codec
+from sonotok.models.codec import Codec
 
 ADVERSARIAL_KEYS = ("gen", "feat", "disc")
 
@@ -53,7 +53,7 @@ def _lr_lambda(
 
 
 class CodecLightningModule(pl.LightningModule):
-    """Trains a :class:`~sonotok.codecs.codec.Codec` with reconstruction, quantizer and GAN losses.
+    """Trains a :class:`~sonotok.models.codec.Codec` with reconstruction, quantizer and GAN losses.
 
     Args:
         codec: the codec (generator).

@@ -28,7 +28,7 @@ class SeparationLightningModule(pl.LightningModule):
     """Trains a separator ``mix [B, 1, T] -> sources [B, S, T]``.
 
     Args:
-        separator: the model (e.g. :class:`sonotok.codecs.separator.ConvTasNet`).
+        separator: the model (e.g. :class:`sonotok.models.separation.ConvTasNet`).
         losses: ``name -> loss module`` called as ``loss(est, ref) -> dict``.
         weights: ``{metric key: weight}`` (e.g. ``{"sep/sisnr": 1.0}``).
         optimizer: ``functools.partial`` building the optimizer from parameters.

@@ -12,17 +12,17 @@ import pytest
 import soundfile as sf
 import torch
 
-from sonotok.codecs.codec import Codec
-from sonotok.export.streaming import build_export_modules
 from sonotok.export.torch_export import export_programs
 from sonotok.export.torchscript import export_torchscript
+from sonotok.export.wrappers import build_export_modules
+from sonotok.models.codec import Codec
 from sonotok.modules.seanet import SEANetDecoder, SEANetEncoder
 from sonotok.quantizers.rvq import ResidualVQ
 
 ENC = {"_target_": "sonotok.modules.seanet.SEANetEncoder", "channels": 1, "dimension": 16, "n_filters": 4,
        "strides": [2, 4], "dilations": [1, 3]}
 CONFIG = {
-    "_target_": "sonotok.codecs.Codec",
+    "_target_": "sonotok.models.Codec",
     "encoder": ENC,
     "quantizer": {"_target_": "sonotok.quantizers.ResidualVQ", "dim": 16, "num_codebooks": 2,
                   "codebook_size": 32, "kmeans_init": False},
@@ -279,7 +279,7 @@ def test_cli_stream_stdin_pipe(model_dir, wav_file, tmp_path):
 
 
 def test_stream_latency_formula():
-    from sonotok.stream_cli import algorithmic_latency_samples, summarize_times
+    from sonotok.export.runtime import algorithmic_latency_samples, summarize_times
 
     assert algorithmic_latency_samples(320, 320) == 320
     assert algorithmic_latency_samples(1, 320) == 320

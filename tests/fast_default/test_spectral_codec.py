@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sonotok.codecs import Codec
+from sonotok.models import Codec
 from sonotok.modules.stft_convnext import STFTConvNeXtEncoder, VocosDecoder
 from sonotok.quantizers import FSQ
 from sonotok.training.train import build_module, compose_config
@@ -96,7 +96,7 @@ def test_preset_builds_at_4kbps_and_one_training_step_runs(preset):
 
 
 def test_streaming_modules_script_and_match_eager():
-    from sonotok.export.streaming import build_export_modules
+    from sonotok.export.wrappers import build_export_modules
 
     codec = tiny_codec()
     enc, dec, _ = build_export_modules(codec)

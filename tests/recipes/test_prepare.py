@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from sonotok.cli import main as cli_main
-from sonotok.recipes import (
+from sonotok.data.prepare import (
     DatasetLayoutError,
     prepare_libri2mix,
     prepare_librispeech,

@@ -1,8 +1,9 @@
 import torch
 
-from sonotok.codecs.semantic import FirstCodebookCodec, SplitResidualVQ, XCodec
 from sonotok.losses.semantic import SemanticDistillLoss
+from sonotok.models.semantic import FirstCodebookCodec, XCodec
 from sonotok.quantizers import ResidualVQ
+from sonotok.quantizers.split import SplitResidualVQ
 from tests.semantic.conftest import TinyTeacher, tiny_codec_parts
 
 

@@ -1,8 +1,8 @@
 import torch
 
 from sonotok.data.mixtures import fixed_test_set
+from sonotok.evaluation.separation import evaluate_separation, oracle_masks
 from sonotok.losses.separation import PITSISNRLoss, pit_sisnr, sisnr_improvement
-from sonotok.separation_eval import evaluate_separation, oracle_masks
 
 
 def test_pit_loss_permutation_invariant():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from sonotok.codecs.separator import (
+from sonotok.models.separation import (
     StreamingSeparator,
     conv_tasnet,
     export_separator,

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sonotok.codecs.codec import Codec
+from sonotok.models.codec import Codec
 from sonotok.modules.seanet import SEANetDecoder, SEANetEncoder
 from sonotok.quantizers.fsq import FSQ
 from sonotok.quantizers.rvq import ResidualVQ

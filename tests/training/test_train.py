@@ -8,6 +8,7 @@ import torch
 import sonotok
 from sonotok.training.train import compose_config, resolve_resume, run_training
 
+
 def data_overrides(folder, out_dir):
     return [
         "data=folder",

@@ -12,7 +12,7 @@ import numpy as np
 from tok_helpers import write_wav
 
 from sonotok.cli import main
-from sonotok.codes_io import load_codes
+from sonotok.tokenizer.formats import load_codes
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,7 @@ ranks with an unrepeated distributed sampler); :class:`CodesWriter` (a ``BasePre
 each rank's code files atomically and appends to that rank's own manifest ``manifest.rank{R}.jsonl``;
 rank 0 merges them into ``manifest.jsonl`` (:func:`merge_manifests`). Works with DDP across GPUs and
 nodes (``strategy="ddp"``, launched per node as usual) and on CPU with gloo (``ddp_spawn``), which the
-tests use. Outputs are identical to :func:`sonotok.tokenize.tokenize` (same layout, same codes).
+tests use. Outputs are identical to :func:`sonotok.tokenizer.tokenize` (same layout, same codes).
 """
 
 from __future__ import annotations
@@ -20,23 +20,20 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
-from sonotok.codes_io import atomic_write_bytes, codes_meta, file_digest, save_codes
 from sonotok.data.audio import audio_info, load_audio
 from sonotok.errors import AudioError
-from sonotok.tokenize import (
+from sonotok.tokenizer.formats import atomic_write_bytes, codes_meta, file_digest, save_codes
+from sonotok.tokenizer.inputs import Item, collect_inputs
+from sonotok.tokenizer.manifest import (
     MANIFEST_NAME,
-    EncodedFile,
-    Item,
     Summary,
     _codes_name,
     _one_line,
     _read_manifest,
-    collect_inputs,
-    encode_batch,
-    encode_file_info,
     is_verified,
     remove_stale_temps,
 )
+from sonotok.tokenizer.ops import EncodedFile, encode_batch, encode_file_info
 
 __all__ = ["FileDataset", "TokenizeModule", "CodesWriter", "merge_manifests", "tokenize_distributed"]
 
@@ -108,11 +105,11 @@ class TokenizeModule(LightningModule):
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        import sonotok
+        from sonotok.model_io import load_model
 
         model_dir = state.pop("_codec_dir")
         self.__dict__.update(state)
-        self._modules["codec"] = sonotok.load(model_dir)
+        self._modules["codec"] = load_model(model_dir)
 
     def predict_step(self, batch: List[Dict[str, Any]], batch_idx: int = 0) -> List[Dict[str, Any]]:
         out: List[Dict[str, Any]] = []

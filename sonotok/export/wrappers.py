@@ -1,4 +1,4 @@
-"""Scriptable inference wrappers around a :class:`~sonotok.codecs.Codec` for export.
+"""Scriptable inference wrappers around a :class:`~sonotok.models.Codec` for export.
 
 The wrappers hold only what inference needs, as plain modules that TorchScript and ``torch.export``
 can follow: the streaming encoder/decoder with weight norm folded away, and the quantizer replaced by

@@ -33,20 +33,16 @@ def _expand(inputs: List[str]) -> List[Path]:
 
 
 def _load_separator(name: str, device: str):
-    import sonotok
-    from sonotok.errors import ModelLoadError
+    from sonotok.model_io import load_separator
 
-    model = sonotok.load(name, map_location=device)
-    if not hasattr(model, "num_sources"):
-        raise ModelLoadError(f"{name}: not a separation model (it has no num_sources; is it a codec?)")
-    return model
+    return load_separator(name, map_location=device)
 
 
 def cmd_separate(args: argparse.Namespace) -> int:
     import torch
 
-    from sonotok.data.audio import audio_info, load_audio, resample, save_audio
     from sonotok.errors import SonotokError
+    from sonotok.models.separate import separate_file
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -62,25 +58,9 @@ def cmd_separate(args: argparse.Namespace) -> int:
         try:
             if path.is_dir():
                 raise SonotokError(f"{path}: folder holds no audio files ({', '.join(AUDIO_EXTS)})")
-            info = audio_info(path)
-            wav = load_audio(path, model.sample_rate, channels="downmix")
-            with torch.no_grad():
-                est = model(wav.unsqueeze(0).to(args.device))[0].float().cpu()  # [S, T]
-            if args.rate == "input" and info.sample_rate != model.sample_rate:
-                est = resample(est, model.sample_rate, info.sample_rate)
-                sr = info.sample_rate
-            else:
-                sr = model.sample_rate
-            if args.normalize:
-                peak = est.abs().amax(dim=-1, keepdim=True).clamp_min(1e-8)
-                est = torch.where(peak > 0.99, est / peak * 0.99, est)
-            written = []
-            for s in range(est.shape[0]):
-                dst = out_dir / f"{path.stem}_s{s + 1}.{args.format}"
-                save_audio(dst, est[s : s + 1], sr)
-                written.append(str(dst))
+            written = separate_file(model, path, out_dir, args.format, args.rate, args.normalize, args.device)
             if not args.quiet:
-                print(f"{path} -> {', '.join(written)}")
+                print(f"{path} -> {', '.join(map(str, written))}")
         except (SonotokError, ValueError, RuntimeError) as e:
             failed += 1
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -95,7 +75,7 @@ def cmd_separation_eval(args: argparse.Namespace) -> int:
 
     from sonotok.data.mixtures import MixtureFolderDataset, fixed_test_set
     from sonotok.errors import SonotokError
-    from sonotok.separation_eval import ORACLES, evaluate_separation, format_separation_table
+    from sonotok.evaluation.separation import ORACLES, evaluate_separation, format_separation_table
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -14,14 +14,15 @@ from typing import List, Optional
 
 # (module, description) of every subcommand; modules are imported lazily so `--help` stays fast.
 SUBCOMMANDS = [
+    ("sonotok.cli.train", "train"),
     ("sonotok.data.corpus", "corpus"),
-    ("sonotok.eval_cli", "eval"),
-    ("sonotok.demo", "demo"),
-    ("sonotok.tokenize_cli", "tokenize/decode"),
-    ("sonotok.export.cli", "export"),
-    ("sonotok.stream_cli", "stream"),
-    ("sonotok.separation_cli", "separate"),
-    ("sonotok.prepare_cli", "prepare"),
+    ("sonotok.cli.eval", "eval"),
+    ("sonotok.cli.demo", "demo"),
+    ("sonotok.cli.tokens", "tokenize/decode"),
+    ("sonotok.cli.export", "export"),
+    ("sonotok.cli.stream", "stream"),
+    ("sonotok.cli.separate", "separate/separation-eval"),
+    ("sonotok.cli.prepare", "prepare"),
 ]
 
 EPILOG = """\
@@ -40,14 +41,6 @@ data, trainer, experiment ...) and their options.
 """
 
 
-def _train(argv: List[str]) -> int:
-    from sonotok.training.train import main as hydra_main
-
-    sys.argv = ["sonotok train", *argv]
-    hydra_main()
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sonotok",
@@ -60,23 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"sonotok {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("train", help="train a codec from the Hydra config (arguments are Hydra overrides)", add_help=False)
     for module, _ in SUBCOMMANDS:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name and e.name.startswith("sonotok"):
-                continue  # a subcommand not present in this build
-            raise
-        mod.add_parser(sub)
+        importlib.import_module(module).add_parser(sub)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "train":
-        return _train(argv[1:])
+    if argv and argv[0] == "train":  # Hydra parses the rest itself (overrides, --help, -m ...)
+        from sonotok.cli.train import run_train
+
+        return run_train(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -11,9 +11,9 @@ from tok_helpers import synth, write_wav
 
 import sonotok
 from sonotok.cli import main
-from sonotok.codes_io import load_codes, load_shard, save_codes, validate_codes
 from sonotok.errors import CodesError
-from sonotok.tokenize import encode_file, tokenize
+from sonotok.tokenizer import encode_file, tokenize
+from sonotok.tokenizer.formats import load_codes, load_shard, save_codes, validate_codes
 
 
 def manifest(out, name="manifest.jsonl"):
@@ -188,7 +188,7 @@ def test_decode_roundtrip(tmp_path, tiny_model_dir, audio_dir, codec):
 
 
 def _codes_file(tmp_path, name, codec, arr, **over):
-    from sonotok.codes_io import codes_meta
+    from sonotok.tokenizer.formats import codes_meta
 
     meta = codes_meta(codec, arr.shape[-1], arr.shape[-1] * 320, "x.wav", 1.0, arr.shape[0])
     meta.update(over)

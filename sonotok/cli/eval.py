@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     import sonotok
     from sonotok.errors import SonotokError
-    from sonotok.evaluate import evaluate, jsonable
+    from sonotok.evaluation.codec import evaluate, jsonable
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
-    """Standalone entry point (``python -m sonotok.eval_cli ...``)."""
+    """Standalone entry point (``python -m sonotok.cli.eval ...``)."""
     parser = argparse.ArgumentParser(prog="sonotok")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

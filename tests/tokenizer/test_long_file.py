@@ -20,7 +20,7 @@ SCRIPT = r"""
 import json, resource, sys, torch
 torch.set_num_threads(1)
 import sonotok
-from sonotok.tokenize import encode_file
+from sonotok.tokenizer import encode_file
 model, warm, long, compare = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 codec = sonotok.load(model)
 rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB

@@ -175,23 +175,23 @@ class Codec(nn.Module):
             wav = wav[..., :length]
         return wav
 
-    # file-level helpers (thin wrappers over sonotok.tokenize)
+    # file-level helpers (thin wrappers over sonotok.tokenizer.ops)
     def encode_file(self, path, num_codebooks: Optional[int] = None, channels: str = "downmix") -> Tensor:
-        """Encode an audio file -> ``codes [K, F]``; long files stream in bounded memory (sonotok.tokenize)."""
-        from sonotok.tokenize import encode_file
+        """Encode an audio file -> ``codes [K, F]``; long files stream in bounded memory (sonotok.tokenizer)."""
+        from sonotok.tokenizer.ops import encode_file
 
         return encode_file(self, path, num_codebooks=num_codebooks, channels=channels)
 
     def encode_batch(self, wavs: List[Tensor], sample_rate: Optional[int] = None,
                      num_codebooks: Optional[int] = None) -> List[Tensor]:
         """Items ``[T_i]``/``[C, T_i]`` of different lengths -> one ``codes [K, ceil(T_i / hop)]`` each."""
-        from sonotok.tokenize import encode_batch
+        from sonotok.tokenizer.ops import encode_batch
 
         return encode_batch(self, wavs, sample_rate=sample_rate, num_codebooks=num_codebooks)
 
     def decode_batch(self, codes: List[Tensor], lengths: Optional[List[int]] = None) -> List[Tensor]:
         """Items ``codes [K, F_i]`` -> one ``wav [C, T_i]`` each (``lengths`` crops)."""
-        from sonotok.tokenize import decode_batch
+        from sonotok.tokenizer.ops import decode_batch
 
         return decode_batch(self, codes, lengths)
 

@@ -20,13 +20,13 @@ def _load(args):
 
 
 def _tokenize(args) -> int:
-    from sonotok.tokenize import format_summary, tokenize
+    from sonotok.tokenizer import format_summary, tokenize
 
     codec = _load(args)
     if args.batch_size is None:
         args.batch_size = 1 if str(args.device).startswith("cpu") else 8
     if args.distributed:
-        from sonotok.tokenize_distributed import tokenize_distributed
+        from sonotok.tokenizer.distributed import tokenize_distributed
 
         summary = tokenize_distributed(
             codec, args.inputs, args.out, num_codebooks=args.num_codebooks, batch_size=args.batch_size,
@@ -47,7 +47,7 @@ def _tokenize(args) -> int:
 
 
 def _decode(args) -> int:
-    from sonotok.tokenize import decode_files, format_summary
+    from sonotok.tokenizer import decode_files, format_summary
 
     codec = _load(args)
     summary = decode_files(codec, args.inputs, args.out, check_model_id=not args.ignore_model_id,

@@ -7,8 +7,8 @@ import soundfile as sf
 import torch
 
 import sonotok
-from sonotok import eval_cli
-from sonotok.evaluate import evaluate, find_audio, format_comparison, format_table
+from sonotok.cli import eval as eval_cli
+from sonotok.evaluation.codec import evaluate, find_audio, format_comparison, format_table
 
 SR = 16000
 

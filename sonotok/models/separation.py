@@ -390,7 +390,7 @@ class CodecLatentSeparator(nn.Module):
     Mesgarani, 2019 (Conv-TasNet); masking a learned latent is the same idea with a pretrained front end.
 
     Args:
-        codec: a :class:`~sonotok.codecs.Codec` (e.g. ``sonotok.load("runs/tiny/model")`` in the config).
+        codec: a :class:`~sonotok.models.Codec` (e.g. ``sonotok.load("runs/tiny/model")`` in the config).
         masker: a :class:`TCNMasker` with ``num_filters`` equal to the codec's latent dimension.
         freeze_codec: keep the codec's weights fixed (they still live in this model's state dict).
         name: model name.

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from sonotok.errors import ModelLoadError
-from sonotok.semantic.ssl import SSLTeacher
+from sonotok.semantic.ssl_teacher import SSLTeacher
 
 TINY = dict(
     extractor_mode="group_norm", extractor_conv_layer_config=[(8, 10, 5), (8, 3, 2), (8, 2, 2), (8, 2, 2), (8, 2, 2),

@@ -5,7 +5,7 @@ import pytest
 import torch
 from tok_helpers import build_codec, synth, write_wav
 
-from sonotok.tokenize import decode_batch, decode_codes, encode_batch, encode_file, encode_stream
+from sonotok.tokenizer import decode_batch, decode_codes, encode_batch, encode_file, encode_stream
 
 LENGTHS = [3217, 8000, 4997, 12345, 320, 1]
 

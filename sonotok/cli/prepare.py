@@ -7,7 +7,7 @@ import sys
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sonotok.recipes import DatasetLayoutError, prepare
+    from sonotok.data.prepare import DatasetLayoutError, prepare
 
     kwargs = {"relative": args.relative}
     if args.dataset in ("libritts", "librispeech") and args.subsets:

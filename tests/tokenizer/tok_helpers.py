@@ -25,7 +25,7 @@ def build_tiny(seed=0, extra=()):
 
 def build_codec(qname, seed=0):
     """A tiny causal codec with the quantizer type ``qname`` (rvq, grvq, simvq, fsq), built directly."""
-    from sonotok.codecs import Codec
+    from sonotok.models import Codec
     from sonotok.modules.seanet import SEANetDecoder, SEANetEncoder
     from sonotok.quantizers import FSQ, GroupedResidualVQ, ResidualSimVQ, ResidualVQ
 

@@ -1,5 +1,5 @@
 """Codec models."""
 
-from sonotok.codecs.codec import Codec
+from sonotok.models.codec import Codec
 
 __all__ = ["Codec"]

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from sonotok.tokenize import tokenize
-from sonotok.tokenize_distributed import merge_manifests, tokenize_distributed
+from sonotok.tokenizer import tokenize
+from sonotok.tokenizer.distributed import merge_manifests, tokenize_distributed
 
 
 def _rows(out):
