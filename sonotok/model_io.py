@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -53,13 +54,107 @@ def upgrade_targets(node: Any) -> Any:
     return node
 
 
-def build_from_config(cfg: Any) -> Any:
-    """Instantiate a model config (an OmegaConf node or plain containers), legacy paths upgraded."""
+# ------------------------------------------------------------------------------------------ allow-list
+# A model directory or checkpoint may come from someone else: its config must not be able to run code.
+# Only these targets are built (checked on the whole tree before anything is imported or instantiated):
+#   - classes that are ``torch.nn.Module`` subclasses defined in one of these rooms of sonotok;
+MODEL_ROOMS = ("models", "modules", "quantizers", "semantic")
+#   - the loaders (a model may hold another model directory, e.g. the codec of a latent separator);
+ALLOWED_FUNCTIONS = frozenset({
+    "sonotok.load", "sonotok.load_separator", "sonotok.model_io.load_model", "sonotok.model_io.load_separator",
+})
+#   - a short list of torch building blocks.
+ALLOWED_TORCH = frozenset(f"torch.nn.{name}" for name in (
+    "Identity", "Sequential", "ModuleList", "Linear", "Conv1d", "ConvTranspose1d", "Embedding",
+    "LayerNorm", "GroupNorm", "BatchNorm1d", "Dropout", "LSTM", "GRU",
+    "ELU", "GELU", "ReLU", "LeakyReLU", "PReLU", "SiLU", "Tanh", "Sigmoid",
+))
+
+
+def _key_path(parent: str, key: Any) -> str:
+    return f"{parent}[{key}]" if isinstance(key, int) else (f"{parent}.{key}" if parent else str(key))
+
+
+def _target_refusal(target: str) -> str | None:
+    """Why ``target`` may not be built from a model config (``None``: it may)."""
+    if target in ALLOWED_FUNCTIONS or target in ALLOWED_TORCH:
+        return None
+    parts = target.split(".")
+    if len(parts) < 3 or parts[0] != "sonotok" or parts[1] not in MODEL_ROOMS:
+        return "not a sonotok model class or an allowed torch module"
+    from hydra.utils import get_object
+
+    try:  # imports only a module of sonotok's model rooms (no third-party module is imported here)
+        obj = get_object(target)
+    except Exception as e:  # noqa: BLE001 - any failure to locate it means it is not one of ours
+        return f"cannot be located ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})"
+    if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
+        return f"resolves to {type(obj).__name__} {getattr(obj, '__qualname__', obj)!r}, not a model class"
+    mod = obj.__module__.split(".")
+    if mod[0] != "sonotok" or len(mod) < 2 or mod[1] not in MODEL_ROOMS:
+        return f"resolves to {obj.__module__}.{obj.__qualname__}, which is not a sonotok model class"
+    return None
+
+
+def check_targets(node: Any, source: str = "config", path: str = "") -> None:
+    """Refuse a config (plain containers) that would build anything but allow-listed targets.
+
+    Walks the whole tree (nested nodes, lists, ``_args_``, ``_partial_`` nodes alike) before anything is
+    built, so a refused config runs nothing.
+
+    Raises:
+        ModelLoadError: naming ``source``, the key path and the target.
+    """
+    if isinstance(node, Mapping):
+        if "_target_" in node:
+            key = _key_path(path, "_target_")
+            target = node["_target_"]
+            if not isinstance(target, str):
+                raise ModelLoadError(f"{source}: {key} must be a class path string, got {type(target).__name__}")
+            why = _target_refusal(target)
+            if why is not None:
+                raise ModelLoadError(
+                    f"{source}: {key} = {target!r} is not allowed in a model config ({why}); a model config "
+                    f"builds only nn.Module classes of sonotok.{{{','.join(MODEL_ROOMS)}}}, the sonotok loaders "
+                    f"and a short list of torch.nn modules (sonotok.model_io.ALLOWED_TORCH). Nothing was built."
+                )
+        for k, v in node.items():
+            check_targets(v, source, _key_path(path, k))
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            check_targets(v, source, _key_path(path, i))
+    elif isinstance(node, str) and "${" in node:  # would be re-read as an interpolation when built
+        raise ModelLoadError(f"{source}: {path or 'config'} still holds an interpolation after resolving ({node!r})")
+
+
+def build_from_config(cfg: Any, source: str = "config") -> nn.Module:
+    """Build a model from its config (an OmegaConf node or plain containers), legacy paths upgraded.
+
+    Only allow-listed targets are built (:func:`check_targets`), and the result must be an ``nn.Module``.
+
+    Raises:
+        ModelLoadError: a refused target (naming the key path), a config that cannot be built, or one that
+            builds something that is not a model.
+    """
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    plain = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
-    return instantiate(OmegaConf.create(upgrade_targets(plain)))
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
+    except Exception as e:  # noqa: BLE001 - interpolation errors of a broken config
+        raise ModelLoadError(f"{source}: cannot resolve the config ({type(e).__name__}: {e})") from e
+    plain = upgrade_targets(plain)
+    check_targets(plain, source)
+    try:
+        model = instantiate(OmegaConf.create(plain))
+    except ModelLoadError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a constructor's own error: the config does not build
+        raise ModelLoadError(f"{source}: cannot build the model from this config ({type(e).__name__}: {e})") from e
+    if not isinstance(model, nn.Module):
+        hint = " (it has no top-level _target_)" if isinstance(model, Mapping) or OmegaConf.is_config(model) else ""
+        raise ModelLoadError(f"{source}: the config builds a {type(model).__name__}, not a model (nn.Module){hint}")
+    return model
 
 
 def _state_dict_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -145,23 +240,46 @@ def _load_state(path: Path) -> dict[str, torch.Tensor]:
         raise ModelLoadError(f"{path}: not a readable safetensors file ({e})") from e
 
 
-def _load_checkpoint(path: Path, map_location: str | torch.device) -> nn.Module:
-    """Rebuild the codec from a Lightning checkpoint written by sonotok's training module."""
-    from omegaconf import OmegaConf
+def _state_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over the tensors of a state dict (names, dtypes, shapes and bytes, in name order)."""
+    h = hashlib.sha256()
+    for k in sorted(state):
+        t = state[k].detach().cpu().contiguous()
+        h.update(f"{k}|{t.dtype}|{list(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
+
+def _load_checkpoint(path: Path) -> nn.Module:
+    """Rebuild the model from a Lightning checkpoint written by sonotok's training modules (on the CPU).
+
+    Its ``model_id`` is ``<name>-step<global step>-<hash of the weights>``, so two checkpoints of one run
+    (every ``last.ckpt``, for instance) never share an id unless they hold the same weights.
+    """
     try:
-        ckpt = torch.load(str(path), map_location=map_location, weights_only=True)
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a load error for the user
         raise ModelLoadError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {e})") from e
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ModelLoadError(f"{path}: checkpoint has no 'state_dict'")
-    cfg_yaml = ckpt.get("sonotok_model_config")
-    if cfg_yaml is None:
+    cfg = ckpt.get("sonotok_model_config")
+    if cfg is None:
         raise ModelLoadError(f"{path}: checkpoint was not written by sonotok (no 'sonotok_model_config')")
-    model = build_from_config(OmegaConf.create(cfg_yaml))
+    if isinstance(cfg, str):  # a YAML string
+        from omegaconf import OmegaConf
+
+        try:
+            cfg = OmegaConf.create(cfg)
+        except Exception as e:  # noqa: BLE001 - yaml errors
+            raise ModelLoadError(f"{path}: unreadable sonotok_model_config ({type(e).__name__}: {e})") from e
+    model = build_from_config(cfg, source=f"{path} [sonotok_model_config]")
     prefix = ckpt.get("sonotok_model_prefix", "codec.")
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     _apply_state(model, state, path)
+    step = ckpt.get("global_step")
+    step_part = f"step{int(step)}-" if isinstance(step, int) else ""
+    model.model_id = f"{getattr(model, 'name', 'model')}-{step_part}{_state_digest(state)[:12]}"
+    model.meta = {"model_id": model.model_id, "checkpoint": str(path), "global_step": step}
     return model
 
 
@@ -183,39 +301,56 @@ def _apply_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -
 def load_model(path_or_name: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
     """Load a model directory, a shipped model name (``"default"``) or a sonotok Lightning checkpoint.
 
+    The config is built only from allow-listed targets (:func:`check_targets`): loading a model directory
+    someone else wrote runs none of its code. The model ends up on ``map_location`` in eval mode, whichever
+    the source.
+
     Raises:
-        ModelLoadError: naming the file and the problem (missing, corrupt, mismatched weights).
+        ModelLoadError: naming the file and the problem (missing, corrupt, mismatched weights, a refused
+            ``_target_`` with its key path).
     """
-    from hydra.errors import InstantiationException
     from omegaconf import OmegaConf
 
     path = resolve_model_path(path_or_name)
-    if path.is_file():
-        model = _load_checkpoint(path, map_location)
-        model.model_id = f"{getattr(model, 'name', 'model')}-{path.stem}"
-        return model.eval()
-    cfg_path, w_path = path / CONFIG_NAME, path / WEIGHTS_NAME
-    for p in (cfg_path, w_path):
-        if not p.is_file():
-            raise ModelLoadError(f"{p}: missing (a model directory holds {CONFIG_NAME} and {WEIGHTS_NAME})")
+    key = str(path.resolve())
+    loading = _loading()
+    if key in loading:
+        raise ModelLoadError(f"{path}: the model config loads itself (a cycle of model directories)")
+    loading.add(key)
     try:
-        cfg = OmegaConf.load(cfg_path)
-        model = build_from_config(cfg)
-    except (InstantiationException, ValueError, TypeError, OSError) as e:
-        raise ModelLoadError(f"{cfg_path}: cannot build the model from this config ({e})") from e
-    except Exception as e:  # yaml errors and friends
-        raise ModelLoadError(f"{cfg_path}: unreadable config ({type(e).__name__}: {e})") from e
-    _apply_state(model, _load_state(w_path), w_path)
-    meta = {}
-    if (path / META_NAME).is_file():
+        if path.is_file():
+            return _load_checkpoint(path).to(map_location).eval()
+        cfg_path, w_path = path / CONFIG_NAME, path / WEIGHTS_NAME
+        for p in (cfg_path, w_path):
+            if not p.is_file():
+                raise ModelLoadError(f"{p}: missing (a model directory holds {CONFIG_NAME} and {WEIGHTS_NAME})")
         try:
-            meta = json.loads((path / META_NAME).read_text())
-        except json.JSONDecodeError as e:
-            raise ModelLoadError(f"{path / META_NAME}: invalid JSON ({e})") from e
-    model.model_id = meta.get("model_id", path.name)
-    model.meta = meta
-    model.model_dir = str(path)
-    return model.to(map_location).eval()
+            cfg = OmegaConf.load(cfg_path)
+        except Exception as e:  # noqa: BLE001 - yaml errors and friends
+            raise ModelLoadError(f"{cfg_path}: unreadable config ({type(e).__name__}: {e})") from e
+        model = build_from_config(cfg, source=str(cfg_path))
+        _apply_state(model, _load_state(w_path), w_path)
+        meta = {}
+        if (path / META_NAME).is_file():
+            try:
+                meta = json.loads((path / META_NAME).read_text())
+            except json.JSONDecodeError as e:
+                raise ModelLoadError(f"{path / META_NAME}: invalid JSON ({e})") from e
+        model.model_id = meta.get("model_id", path.name)
+        model.meta = meta
+        model.model_dir = str(path)
+        return model.to(map_location).eval()
+    finally:
+        loading.discard(key)
+
+
+_LOADING_LOCAL = threading.local()  # per thread: model paths being loaded (a config may hold another model)
+
+
+def _loading() -> set:
+    if not hasattr(_LOADING_LOCAL, "paths"):
+        _LOADING_LOCAL.paths = set()
+    return _LOADING_LOCAL.paths
 
 
 def load_separator(path_or_name: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
