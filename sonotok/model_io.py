@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,6 +17,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from sonotok.data.atomic import atomic_dir
 from sonotok.errors import ModelLoadError
 
 CONFIG_NAME = "config.yaml"
@@ -187,12 +186,9 @@ def save_model(model: nn.Module, out_dir: str | os.PathLike, config: Mapping | A
     from omegaconf import OmegaConf
     from safetensors.torch import save_file
 
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
     node = config if OmegaConf.is_config(config) else OmegaConf.create(config)
     cfg = OmegaConf.create(OmegaConf.to_container(node, resolve=True))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         OmegaConf.save(cfg, tmp / CONFIG_NAME)
         save_file(_state_dict_for_saving(model), str(tmp / WEIGHTS_NAME))
         digest = hashlib.sha256((tmp / WEIGHTS_NAME).read_bytes()).hexdigest()
@@ -201,17 +197,7 @@ def save_model(model: nn.Module, out_dir: str | os.PathLike, config: Mapping | A
         meta["weights_sha256"] = digest
         meta.update(dict(extra or {}))
         (tmp / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    out = Path(out_dir)
     return out
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,16 +20,31 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from sonotok.data.atomic import atomic_path
 from sonotok.errors import AudioError
 
 CHANNEL_POLICIES = ("downmix", "reject", "first", "keep")
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".aiff", ".aif", ".au", ".mp3")
+# The one list of audio file extensions every scanner uses (datasets, tokenize, eval, separate, mixtures):
+# the common names plus every container libsndfile reports, except raw PCM and MATLAB files (no header).
+_COMMON_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".oga", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".snd")
+AUDIO_EXTENSIONS = tuple(
+    sorted(
+        set(_COMMON_EXTENSIONS)
+        | {"." + f.lower() for f in sf.available_formats()} - {".raw", ".mat4", ".mat5"}
+    )
+)
+
+
+def is_audio_path(path: str | os.PathLike) -> bool:
+    """Whether a file name has one of :data:`AUDIO_EXTENSIONS` (case-insensitive; the file is not opened)."""
+    return os.path.splitext(str(path))[1].lower() in AUDIO_EXTENSIONS
 
 __all__ = [
     "AUDIO_EXTENSIONS",
     "CHANNEL_POLICIES",
     "AudioInfo",
     "audio_info",
+    "is_audio_path",
     "load_audio",
     "resample",
     "save_audio",
@@ -248,15 +262,6 @@ def save_audio(
         raise ValueError(f"{p}: unsupported output extension {p.suffix!r}; use one of {sorted(_FORMATS)}")
     if fmt == "OGG" and subtype == "PCM_16":
         subtype = "VORBIS"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
+    with atomic_path(p) as tmp:
         sf.write(tmp, arr.T, int(sample_rate), subtype=subtype, format=fmt)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return p

@@ -27,7 +27,6 @@ the end to whole frames first; ``codec.pt`` pads for you). Batch size is fixed a
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -35,6 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.export import Dim
 
+from sonotok.data.atomic import atomic_path, atomic_write_text
 from sonotok.export.torchscript import check_against_eager, codec_metadata
 from sonotok.export.wrappers import OfflineCodec, build_export_modules
 
@@ -73,9 +73,8 @@ class _LoadedStream:
 
 
 def _save(ep, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.export.save(ep, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.export.save(ep, tmp)
 
 
 @torch.no_grad()
@@ -142,8 +141,6 @@ def export_programs(
                 return loaded["decode"](codes)
 
         meta["torch_export_check"] = check_against_eager(codec, enc_l, dec_l, _Off())
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(meta, indent=2) + "\n")
     codec.train(was_training)
     return meta

@@ -15,13 +15,13 @@ The artifacts load with ``torch.jit.load`` alone (no sonotok import), on CPU or 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Dict, Optional
 
 import torch
 from torch import nn
 
+from sonotok.data.atomic import atomic_path, atomic_write_text
 from sonotok.export.wrappers import build_export_modules, state_shapes
 
 FORMAT_VERSION = 1
@@ -86,9 +86,7 @@ def check_against_eager(codec: nn.Module, enc, dec, offline, seconds: float = 0.
 
 
 def _write_json(path: Path, data: Dict[str, object]) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def export_torchscript(
@@ -113,9 +111,8 @@ def export_torchscript(
     files = {"encoder_stream": "encoder_stream.pt", "decoder_stream": "decoder_stream.pt", "codec": "codec.pt"}
     for key, module in (("encoder_stream", enc), ("decoder_stream", dec), ("codec", offline)):
         scripted = torch.jit.script(module)
-        tmp = out / (files[key] + ".tmp")
-        scripted.save(str(tmp))
-        os.replace(tmp, out / files[key])
+        with atomic_path(out / files[key]) as tmp:
+            scripted.save(tmp)
     meta = codec_metadata(codec, enc.init_state(1), dec.init_state(1), model_id)
     meta["torchscript"] = files
     if check:

@@ -10,7 +10,7 @@ Shard (``shard-00000.safetensors``):
     one tensor ``[K, F]`` per item, keyed by the item's relative path; the safetensors string metadata
     holds ``"sonotok_codes"`` = JSON ``{"common": {...}, "items": {key: {...}}}``.
 
-Every write is atomic (temporary file in the same folder, then ``os.replace``). :func:`validate_codes`
+Every write is atomic (:mod:`sonotok.data.atomic`: temporary file in the same folder, then ``os.replace``). :func:`validate_codes`
 checks codes against a model and raises :class:`sonotok.errors.CodesError` naming the file and the problem.
 """
 
@@ -19,12 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
 
+from sonotok.data.atomic import atomic_write_bytes
 from sonotok.errors import CodesError
 
 FORMAT_VERSION = 1
@@ -71,25 +71,6 @@ def file_digest(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return p
 
 
 def _as_array(codes: Any, codebook_size: int) -> np.ndarray:
