@@ -5,7 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sonotok-installed
 DEB_PACKAGES := asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 asterisk-core-sounds-fr-g722 \
-                asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722 asterisk-moh-opsound-g722
+                asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722 asterisk-moh-opsound-g722 \
+                opus-tools codec2
 CORPUS ?= data/corpus
 DEMO_MINUTES ?= 15
 export OMP_WAIT_POLICY ?= PASSIVE
