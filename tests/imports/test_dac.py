@@ -7,13 +7,17 @@ import torch
 
 from sonotok.errors import ModelLoadError
 from sonotok.model_io import load_model
-from sonotok.models.imported import IMPORTERS
-from sonotok.models.imported.dac import StreamingNotSupported, import_dac
+from sonotok.cli.import_ import import_checkpoint
+from sonotok.models.imported.dac import StreamingNotSupported
+
+
+def import_dac(path, out, sample_rate, num_codebooks=None):
+    return import_checkpoint(f"dac_{round(sample_rate / 1000)}khz", path, out, num_codebooks=num_codebooks)
 
 
 @pytest.fixture(scope="module")
 def dac_model(dac_ref, tmp_path_factory):
-    out = IMPORTERS[dac_ref.meta["family"]](dac_ref.checkpoint, tmp_path_factory.mktemp("dac") / "m")
+    out = import_checkpoint(dac_ref.meta["family"], dac_ref.checkpoint, tmp_path_factory.mktemp("dac") / "m")
     return load_model(out)
 
 
@@ -37,7 +41,7 @@ def test_codes_and_audio_match_reference_at_every_length(dac_ref, dac_model):
 
 
 def test_fewer_codebooks_at_import(dac_ref, tmp_path):
-    m = load_model(IMPORTERS[dac_ref.meta["family"]](dac_ref.checkpoint, tmp_path / "m", num_codebooks=2))
+    m = load_model(import_checkpoint(dac_ref.meta["family"], dac_ref.checkpoint, tmp_path / "m", num_codebooks=2))
     assert m.num_codebooks == 2
     n = dac_ref.meta["lengths"][0]
     assert torch.equal(m.encode(dac_ref[f"input/speech"][..., :n]), dac_ref[f"codes_k2/speech/{n}"])
@@ -53,7 +57,7 @@ def test_bad_dac_checkpoints(dac_ref, tmp_path):
     out = tmp_path / "out"
     wrong = "dac_24khz"
     with pytest.raises(ModelLoadError, match=rf"for {sr} Hz \(metadata kwargs\), not 24000 Hz: import it as {family}"):
-        IMPORTERS[wrong](dac_ref.checkpoint, out)
+        import_checkpoint(wrong, dac_ref.checkpoint, out)
     ckpt = torch.load(dac_ref.checkpoint, weights_only=True)
     no_meta = {"state_dict": ckpt["state_dict"]}
     torch.save(no_meta, tmp_path / "nometa.pth")
@@ -76,5 +80,5 @@ def test_checkpoints_of_the_other_family_are_refused(dac_ref, encodec_ref, tmp_p
     with pytest.raises(ModelLoadError, match=r"encodec_tiny\.th: not a DAC checkpoint"):
         import_dac(encodec_ref.checkpoint, tmp_path / "a", sample_rate=dac_ref.meta["sample_rate"])
     with pytest.raises(ModelLoadError, match=rf"{dac_ref.checkpoint.name}: expected an EnCodec state dict.*not tensors: 2 \(metadata, state_dict\)"):
-        IMPORTERS["encodec_24khz"](dac_ref.checkpoint, tmp_path / "b")
+        import_checkpoint("encodec_24khz", dac_ref.checkpoint, tmp_path / "b")
     assert list(tmp_path.iterdir()) == []

@@ -7,8 +7,11 @@ import pytest
 
 from sonotok.errors import ModelLoadError
 from sonotok.model_io import load_model
-from sonotok.models.imported import IMPORTERS
-from sonotok.models.imported.encodec import import_encodec
+from sonotok.cli.import_ import import_checkpoint
+
+
+def import_encodec(path, out, bandwidth=6.0):
+    return import_checkpoint("encodec_24khz", path, out, bandwidth=bandwidth)
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +19,7 @@ def imported(encodec_ref, tmp_path_factory):
     """One model directory per bandwidth of the fixture, imported and loaded back with ``sonotok.load``."""
     out = {}
     for bw in encodec_ref.meta["bandwidths"]:
-        d = IMPORTERS["encodec_24khz"](encodec_ref.checkpoint, tmp_path_factory.mktemp("enc") / "m", bandwidth=bw)
+        d = import_encodec(encodec_ref.checkpoint, tmp_path_factory.mktemp("enc") / "m", bandwidth=bw)
         out[bw] = load_model(d)
     return out
 

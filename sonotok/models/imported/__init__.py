@@ -1,34 +1,37 @@
 """Codecs imported from published checkpoints (EnCodec, DAC, Mimi) as ordinary sonotok models.
 
-``IMPORTERS[name](path, out, **options)`` reads the released file and writes a model directory that
-:func:`sonotok.load` and every command accept; see ``sonotok import --help``.
+``IMPORTERS[name](path, **options)`` reads the released file and returns an
+:class:`~sonotok.models.imported.common.Imported` (model, config, meta); ``sonotok import`` writes it as
+a model directory that :func:`sonotok.load` and every command accept.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Dict
 
+from sonotok.models.imported.common import Imported
 
-def _encodec_24khz(path, out, bandwidth: float | None = None, **_):
-    from sonotok.models.imported.encodec import import_encodec
 
-    return import_encodec(path, out, bandwidth=6.0 if bandwidth is None else bandwidth)
+def _encodec_24khz(path, bandwidth: float | None = None, **_) -> Imported:
+    from sonotok.models.imported.encodec import read_encodec
+
+    return read_encodec(path, bandwidth=6.0 if bandwidth is None else bandwidth)
 
 
 def _dac(sample_rate: int) -> Callable:
-    def run(path, out, num_codebooks: int | None = None, **_):
-        from sonotok.models.imported.dac import import_dac
+    def run(path, num_codebooks: int | None = None, **_) -> Imported:
+        from sonotok.models.imported.dac import read_dac
 
-        return import_dac(path, out, sample_rate=sample_rate, num_codebooks=num_codebooks)
+        return read_dac(path, sample_rate=sample_rate, num_codebooks=num_codebooks)
 
     return run
 
 
-IMPORTERS: Dict[str, Callable] = {
+IMPORTERS: Dict[str, Callable[..., Imported]] = {
     "encodec_24khz": _encodec_24khz,
     "dac_16khz": _dac(16000),
     "dac_24khz": _dac(24000),
     "dac_44khz": _dac(44100),
 }
 
-__all__ = ["IMPORTERS"]
+__all__ = ["IMPORTERS", "Imported"]

@@ -3,13 +3,14 @@
 Every importer reads the user's file without running pickled code (``torch.load(weights_only=True)``
 or safetensors), maps the reference's parameter names onto a sonotok model, and refuses anything that
 does not fit with a :class:`~sonotok.errors.ModelLoadError` naming the file and the keys. The model
-directory is written by :func:`sonotok.model_io.save_model` (a temporary directory renamed into
-place), so a failed import leaves nothing in ``--out``.
+directory is written by the caller with :func:`sonotok.model_io.save_model` (a temporary directory renamed into
+place), so a failed import leaves nothing in ``--out``; the importers here only build the model.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional
 
@@ -123,11 +124,19 @@ def load_mapped_state(
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in mapped.items()})
 
 
-def write_model_dir(model: nn.Module, config: Mapping[str, Any], out: str | os.PathLike,
-                    source: str | os.PathLike, family: str, extra: Optional[Mapping[str, Any]] = None) -> Path:
-    """Write the imported model as an ordinary sonotok model directory (atomic, see ``save_model``)."""
-    from sonotok.model_io import save_model
+@dataclass
+class Imported:
+    """What an importer returns: the model with the checkpoint's weights, the Hydra config that rebuilds
+    it (``_target_`` + plain values) and fields for ``meta.json``. Writing the model directory is the
+    caller's (``sonotok import`` uses :func:`sonotok.model_io.save_model`, which is atomic)."""
 
+    model: nn.Module
+    config: Dict[str, Any]
+    meta: Dict[str, Any] = field(default_factory=dict)
+
+
+def imported(model: nn.Module, config: Mapping[str, Any], source: str | os.PathLike, family: str,
+             extra: Optional[Mapping[str, Any]] = None) -> Imported:
     meta = {"imported_from": str(Path(source).resolve()), "imported_family": family}
     meta.update(dict(extra or {}))
-    return save_model(model.eval(), out, dict(config), extra=meta)
+    return Imported(model.eval(), dict(config), meta)

@@ -30,7 +30,8 @@ from sonotok.models.imported.common import (
     load_mapped_state,
     read_torch_checkpoint,
     require_keys,
-    write_model_dir,
+    Imported,
+    imported,
 )
 from sonotok.modules.streaming import Snake1d
 from sonotok.quantizers.factorized import FactorizedRVQ
@@ -191,12 +192,11 @@ def rename_key(key: str) -> str:
     return re.sub(r"\.weight_v$", ".parametrizations.weight.original1", key)
 
 
-def import_dac(path, out, sample_rate: int, num_codebooks: int | None = None, name: str | None = None):
-    """Read DAC's ``.pth`` (``{"state_dict", "metadata": {"kwargs"}}``) and write a sonotok model directory.
+def read_dac(path, sample_rate: int, num_codebooks: int | None = None, name: str | None = None):
+    """Read DAC's ``.pth`` (``{"state_dict", "metadata": {"kwargs"}}``) into a :class:`DACCodec` (:class:`Imported`).
 
     Args:
         path: the checkpoint (e.g. ``weights_44khz_8kbps_0.0.1.pth``).
-        out: model directory to write (atomically).
         sample_rate: the family's rate (16000, 24000, 44100); the file's metadata must agree.
         num_codebooks: levels to keep (default all: the released bitrate).
         name: model name (default ``dac_<rate>khz``).
@@ -242,7 +242,7 @@ def import_dac(path, out, sample_rate: int, num_codebooks: int | None = None, na
         return None if ignored(key) else rename_key(key)
 
     load_mapped_state(path, model, state, rename, ignored=ignored)
-    return write_model_dir(model, config, out, path, "dac", {"checkpoint_levels": levels,
+    return imported(model, config, path, "dac", {"checkpoint_levels": levels,
                                                              "dac_metadata_kwargs": _plain(kwargs)})
 
 

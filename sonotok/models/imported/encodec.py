@@ -35,7 +35,8 @@ from sonotok.models.imported.common import (
     load_mapped_state,
     read_torch_checkpoint,
     require_keys,
-    write_model_dir,
+    Imported,
+    imported,
 )
 from sonotok.modules.lstm import StreamingLSTM
 from sonotok.modules.reflect_conv import AlignedResidual, ReflectPadConv1d
@@ -245,18 +246,17 @@ def num_codebooks_for_bandwidth(bandwidth: float, sample_rate: int, hop_length: 
     return int(max(1, math.floor(bandwidth / per_level)))
 
 
-def import_encodec(path, out, bandwidth: float = 6.0, sample_rate: int = 24000, name: str = "encodec_24khz"):
-    """Read EnCodec's ``.th`` state dict and write a sonotok model directory.
+def read_encodec(path, bandwidth: float = 6.0, sample_rate: int = 24000, name: str = "encodec_24khz"):
+    """Read EnCodec's ``.th`` state dict into an :class:`EncodecCodec` (:class:`Imported`).
 
     Args:
         path: the checkpoint (e.g. ``encodec_24khz-d7cc33bc.th``).
-        out: the model directory to write (replaced atomically).
         bandwidth: kbps; keeps ``num_codebooks_for_bandwidth`` levels (24 kHz: 1.5, 3, 6, 12 or 24).
         sample_rate: the model's rate.
         name: model name recorded in code files.
 
     Returns:
-        the written directory.
+        the model, its config and meta fields (:class:`Imported`).
     """
     state = as_state_dict(path, read_torch_checkpoint(path), "an EnCodec state dict")
     shape = infer_config(path, state)
@@ -289,5 +289,5 @@ def import_encodec(path, out, bandwidth: float = 6.0, sample_rate: int = 24000, 
         ignored=lambda key: _CODEBOOK.match(key) is not None,
         extra_state={"quantizer.codebooks": stack_codebooks(tables)},
     )
-    return write_model_dir(model, config, out, path, "encodec",
+    return imported(model, config, path, "encodec",
                            {"bandwidth_kbps": float(bandwidth), "checkpoint_levels": int(shape["levels"])})

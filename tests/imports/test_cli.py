@@ -1,0 +1,49 @@
+"""``sonotok import`` on the fixture checkpoints: the directory works with load / tokenize / export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sonotok.cli import main
+
+
+def test_import_writes_a_model_directory_every_command_accepts(encodec_ref, tmp_path, capsys):
+    out = tmp_path / "encodec"
+    assert main(["import", "encodec_24khz", str(encodec_ref.checkpoint), "--out", str(out), "--bandwidth", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "wrote" in printed and json.loads(printed.splitlines()[0])["num_codebooks"] == 4
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "meta.json", "model.safetensors"]
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["imported_family"] == "encodec" and meta["bandwidth_kbps"] == 3.0
+    assert "sonotok.models.imported.encodec.EncodecCodec" in (out / "config.yaml").read_text()
+
+    import soundfile as sf
+
+    wav = encodec_ref["input/speech"][0, 0, : 320 * 20].numpy()
+    audio_dir = tmp_path / "audio"
+    audio_dir.mkdir()
+    sf.write(audio_dir / "a.wav", wav, 24000, subtype="FLOAT")
+    codes_dir = tmp_path / "codes"
+    assert main(["tokenize", "--model", str(out), str(audio_dir), "--out", str(codes_dir)]) == 0
+    codes = np.load(next(codes_dir.rglob("*.npy")))
+    assert np.array_equal(codes, encodec_ref[f"codes/3.0/speech/{320 * 20}"][0].numpy())
+
+    art = tmp_path / "artifacts"
+    assert main(["export", "--model", str(out), "--out", str(art), "--no-torch-export"]) == 0
+    assert (art / "encoder_stream.pt").is_file()
+
+
+def test_import_errors_are_one_line_and_leave_nothing(encodec_ref, tmp_path, capsys):
+    bad = tmp_path / "bad.th"
+    bad.write_bytes(b"\x00" * 100)
+    out = tmp_path / "m"
+    assert main(["import", "encodec_24khz", str(bad), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "bad.th: not a readable PyTorch checkpoint" in err
+    assert main(["import", "dac_44khz", str(bad), "--out", str(out), "--bandwidth", "6"]) == 2
+    assert "use --num-codebooks" in capsys.readouterr().err
+    assert not out.exists()
