@@ -20,6 +20,7 @@ SUBCOMMANDS = [
     ("sonotok.cli.demo", "demo"),
     ("sonotok.cli.tokens", "tokenize/decode"),
     ("sonotok.cli.export", "export"),
+    ("sonotok.cli.import_", "import"),
     ("sonotok.cli.stream", "stream"),
     ("sonotok.cli.separate", "separate/separation-eval"),
     ("sonotok.cli.prepare", "prepare"),
@@ -34,6 +35,8 @@ examples:
   sonotok tokenize --model default audio/ --out codes/
   sonotok decode --model default codes/*.npy --out wavs/
   sonotok export --model default --out artifacts/
+  sonotok import encodec_24khz encodec_24khz-d7cc33bc.th --out models/encodec
+                                                  a released EnCodec / DAC / Mimi checkpoint as a model
   sonotok demo                                    corpus + 10-minute CPU training + evaluation
 
 `sonotok train --help` shows the Hydra config groups (encoder, quantizer, decoder, discriminator, loss,
