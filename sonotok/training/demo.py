@@ -17,6 +17,8 @@ from typing import Sequence
 TARGET_PESQ = 2.0
 TARGET_STOI = 0.85
 TARGET_KBPS = 4.0
+# Classic codecs printed next to the models (issue 15): what a user would pick instead.
+CLASSIC_BASELINES = ("opus:6", "codec2:3200")
 
 
 def _time_limit(minutes: float) -> str:
@@ -42,12 +44,15 @@ def run_demo(corpus: str | Path = "data/corpus", minutes: float = 15.0, out: str
     score them next to the shipped ``pretrained`` model and print the comparison.
 
     Returns:
-        ``{name: summary}`` of the evaluated models (also written to ``<out>/demo_results.json``).
+        ``{name: summary}`` of the evaluated models (written to ``<out>/demo_results.json``) and of the
+        classic codecs on the same files (``<out>/demo_baselines.json``).
     """
     import torch
 
-    from sonotok.model_io import load_model as load
+    from sonotok.errors import SonotokError
+    from sonotok.evaluation.classic import evaluate_classic, parse_classic, require_tools
     from sonotok.evaluation.codec import evaluate, format_comparison
+    from sonotok.model_io import load_model as load
     from sonotok.tokenizer import decode_files, format_summary, tokenize
     from sonotok.training.train import compose_config, run_training
 
@@ -107,12 +112,22 @@ def run_demo(corpus: str | Path = "data/corpus", minutes: float = 15.0, out: str
                 pre, [str(f) for f in files], out_dir=out / "eval_pretrained", verbose=False
             )
 
+    ours = list(results)
+    try:
+        require_tools()
+    except SonotokError as e:
+        print(f"[demo] no classic-codec rows: {e}")
+    else:
+        for spec in CLASSIC_BASELINES:
+            c = parse_classic(spec)
+            results[c.name] = evaluate_classic(c, files, codec.sample_rate)
+
     print()
     print(f"Held-out speakers, {len(files)} files from {corpus / 'test.jsonl'}")
     print(format_comparison(results))
     print()
-    for name, res in results.items():
-        s = res["summary"]
+    for name in ours:
+        s = results[name]["summary"]
         ok_p = s["pesq_wb"] >= TARGET_PESQ
         ok_s = s["stoi"] >= TARGET_STOI
         ok_b = s["bitrate_kbps"] <= TARGET_KBPS + 1e-9
@@ -121,8 +136,16 @@ def run_demo(corpus: str | Path = "data/corpus", minutes: float = 15.0, out: str
             f"target PESQ-WB >= {TARGET_PESQ}, STOI >= {TARGET_STOI}, <= {TARGET_KBPS:g} kbps: {verdict} "
             f"for {name} (PESQ-WB {s['pesq_wb']:.2f}, STOI {s['stoi']:.3f}, {s['bitrate_kbps']:.2f} kbps)"
         )
-    (out / "demo_results.json").write_text(
-        json.dumps({k: v["summary"] for k, v in results.items()}, indent=2, default=float) + "\n"
-    )
-    print(f"\n[demo] reconstructions in {recon}, codes in {tokens}, metrics in {out / 'demo_results.json'}")
-    return {k: v["summary"] for k, v in results.items()}
+    if "Codec2 3200" in results:
+        c2 = results["Codec2 3200"]["summary"]["pesq_wb"]
+        for name in ours:
+            p = results[name]["summary"]["pesq_wb"]
+            print(f"target PESQ-WB above Codec2 3.2 kbps ({c2:.2f}): {'MET' if p > c2 else 'NOT MET'} for {name} "
+                  f"({p:.2f})")
+    summaries = {k: v["summary"] for k, v in results.items()}
+    (out / "demo_results.json").write_text(json.dumps({k: summaries[k] for k in ours}, indent=2, default=float) + "\n")
+    (out / "demo_baselines.json").write_text(
+        json.dumps({k: v for k, v in summaries.items() if k not in ours}, indent=2, default=float) + "\n")
+    print(f"\n[demo] reconstructions in {recon}, codes in {tokens}, metrics in {out / 'demo_results.json'} "
+          f"(classic codecs: {out / 'demo_baselines.json'})")
+    return summaries
