@@ -28,9 +28,6 @@ ALLOWED = {
     ("sonotok.models.codec", "tokenizer"):
         "Codec.encode_file / encode_batch / decode_batch are thin public wrappers over sonotok.tokenizer.ops "
         "(imported inside the methods)",
-    ("sonotok.metrics.quality", "losses"):
-        "temporary: metrics.quality.mel_distance still delegates to losses.spectral; one mel distance in "
-        "metrics/ removes it (issue 13)",
 }
 
 

@@ -17,7 +17,6 @@ estimate. Improvements are relative to the unprocessed mixture.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
@@ -26,6 +25,7 @@ import torch
 from torch import Tensor
 from torchmetrics.functional.audio import scale_invariant_signal_noise_ratio, signal_distortion_ratio
 
+from sonotok.evaluation.report import mean_finite
 from sonotok.losses.separation import pit_sisnr, reorder
 
 ORACLES = ("ibm", "irm", "wiener")
@@ -92,11 +92,6 @@ def separation_scores(est: Tensor, sources: Tensor, mix: Tensor) -> Dict[str, Te
     return {"sisnr": best, "sisnri": best - base, "sdr": sdr, "sdri": sdr - sdr_mix, "mix_sisnr": base}
 
 
-def _mean(vals: List[float]) -> float:
-    vals = [v for v in vals if math.isfinite(v)]
-    return float(sum(vals) / max(1, len(vals)))
-
-
 @torch.no_grad()
 def evaluate_separation(model: Optional[torch.nn.Module], mixtures: Any, max_items: Optional[int] = None,
                         oracles: Iterable[str] = ORACLES, device: str = "cpu", sample_rate: Optional[int] = None,
@@ -147,9 +142,9 @@ def evaluate_separation(model: Optional[torch.nn.Module], mixtures: Any, max_ite
         mix_acc["sisnr"].append(float(sc["mix_sisnr"].mean()))
         mix_acc["sdr"].append(float((sc["sdr"] - sc["sdri"]).mean()))
     result: Dict[str, Any] = {"num_mixtures": n, "seconds": round(seconds, 2), "sample_rate": sr,
-                              "mixture": {k: _mean(v) for k, v in mix_acc.items()}}
+                              "mixture": {k: mean_finite(v) for k, v in mix_acc.items()}}
     for k in systems:
-        result[k] = {m: _mean(v) for m, v in acc[k].items()}
+        result[k] = {m: mean_finite(v) for m, v in acc[k].items()}
     if model is not None:
         result["model"]["real_time_factor"] = seconds / max(model_time, 1e-9)
         result["model"]["num_parameters"] = int(sum(p.numel() for p in model.parameters()))

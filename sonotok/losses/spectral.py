@@ -1,4 +1,5 @@
-"""Spectral reconstruction losses for codec training and the mel-distance validation metric.
+"""Spectral reconstruction losses for codec training (and the mel-distance validation metric, re-exported
+from :mod:`sonotok.metrics.mel`).
 
 All losses take ``(x_hat, x)``: the reconstruction and the reference, audio ``[B, C, T]`` (``[B, T]`` is
 read as one channel). Lengths may differ by a few samples (decoder padding); both are cropped to the
@@ -30,6 +31,7 @@ import torchaudio
 from torch import Tensor, nn
 
 from sonotok.losses._utils import crop_pair, no_autocast
+from sonotok.metrics.mel import mel_distance  # the validation metric of codec training (one implementation)
 
 __all__ = [
     "MultiResolutionMelLoss",
@@ -407,67 +409,3 @@ class WaveformLoss(nn.Module):
                 db = self.frame_db(x).clamp(min=self.floor_db)
                 out["rec/loudness"] = (db_hat - db).abs().mean()
         return out
-
-
-_MEL_CACHE: dict[tuple, tuple[Tensor, Tensor]] = {}
-
-
-def _mel_tables(sample_rate: int, n_fft: int, n_mels: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    key = (sample_rate, n_fft, n_mels, str(device))
-    if key not in _MEL_CACHE:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fb = torchaudio.functional.melscale_fbanks(
-                n_freqs=n_fft // 2 + 1,
-                f_min=0.0,
-                f_max=sample_rate / 2,
-                n_mels=n_mels,
-                sample_rate=sample_rate,
-                norm="slaney",
-                mel_scale="slaney",
-            )
-        if _empty_mel_filters(fb):
-            raise ValueError(
-                f"mel_distance: n_fft={n_fft}, n_mels={n_mels} at {sample_rate} Hz has empty filters"
-            )
-        _MEL_CACHE[key] = (torch.hann_window(n_fft, device=device), fb.to(device))
-    return _MEL_CACHE[key]
-
-
-def mel_distance(
-    x_hat: Tensor,
-    x: Tensor,
-    sample_rate: int,
-    n_fft: int = 1024,
-    hop_length: int = 256,
-    n_mels: int = 80,
-    eps: float = 1e-5,
-) -> Tensor:
-    """Mean L1 distance between log10 magnitude mel spectrograms at one fixed resolution.
-
-    The validation metric of codec training (lower is better; 0 for identical inputs). Both inputs are
-    cropped to the shorter length. The window and filterbank are cached per device.
-
-    Args:
-        x_hat: reconstruction ``[B, C, T1]`` (or ``[B, T1]``).
-        x: reference ``[B, C, T2]``.
-        sample_rate: sample rate in Hz.
-        n_fft: FFT size (window = ``n_fft``, Hann).
-        hop_length: hop in samples.
-        n_mels: mel bands.
-        eps: clamp floor before the log.
-
-    Returns:
-        A scalar tensor.
-    """
-    x_hat, x = crop_pair(x_hat, x, "mel_distance")
-    with no_autocast(x.device.type):
-        window, fb = _mel_tables(int(sample_rate), n_fft, n_mels, x.device)
-        both = torch.cat([_flatten_channels(x_hat), _flatten_channels(x)], dim=0)
-        pad_mode = "reflect" if both.shape[-1] > n_fft // 2 else "constant"
-        spec = torch.stft(
-            both, n_fft, hop_length, n_fft, window, center=True, pad_mode=pad_mode, return_complex=True
-        ).abs()
-        mel = torch.einsum("bft,fm->bmt", spec, fb)
-        m_hat, m = torch.log10(mel.clamp(min=eps)).chunk(2, dim=0)
-        return F.l1_loss(m_hat, m)

@@ -37,15 +37,11 @@ def codec_bitrate(codec, num_codebooks: int | None = None) -> float:
 
     Args:
         codec: a module with ``frame_rate``, ``num_codebooks``, ``codebook_size``
-            (and optionally ``bitrate(num_codebooks=None)``).
+            (and optionally ``bitrate(num_codebooks=None)``, as :class:`sonotok.models.Codec` has).
         num_codebooks: the number of codebooks actually used; ``None`` means all.
     """
     k = int(num_codebooks if num_codebooks is not None else codec.num_codebooks)
     method = getattr(codec, "bitrate", None)
     if callable(method):
-        try:
-            return float(method(num_codebooks=k))
-        except TypeError:  # a bitrate() that takes no argument
-            if k == int(codec.num_codebooks):
-                return float(method())
+        return float(method(num_codebooks=k))
     return bitrate(codec.frame_rate, k, codec.codebook_size)

@@ -7,7 +7,7 @@ take any ``[..., T]`` shapes, handle resampling, and never crash on silent input
 - STOI (Taal et al. 2011, "An Algorithm for Intelligibility Prediction of Time-Frequency Weighted
   Noisy Speech").
 - SI-SDR (Le Roux et al. 2019, "SDR - Half-baked or Well Done?").
-- mel distance: L1 between log-mel spectrograms (from ``sonotok.losses.spectral`` when available).
+- mel distance: L1 between log-mel spectrograms (:mod:`sonotok.metrics.mel`, the training metric).
 
 Every function returns a float tensor with the leading (batch) dimensions of its inputs.
 """
@@ -25,6 +25,9 @@ from torchmetrics.functional.audio import (
     scale_invariant_signal_distortion_ratio,
     short_time_objective_intelligibility,
 )
+
+from sonotok.metrics.mel import log_mel
+from sonotok.metrics.mel import mel_distance as _mel_distance
 
 __all__ = ["pesq_wb", "stoi", "si_sdr", "mel_distance", "log_mel"]
 
@@ -100,55 +103,15 @@ def si_sdr(ref: Tensor, est: Tensor) -> Tensor:
     return scale_invariant_signal_distortion_ratio(est, ref, zero_mean=True)
 
 
-_MEL_CACHE: dict = {}
-
-
-def log_mel(wav: Tensor, sample_rate: int, n_mels: int = 80, eps: float = 1e-5) -> Tensor:
-    """Natural-log mel spectrogram ``[..., n_mels, frames]`` (window 1024 at 24 kHz, scaled with the rate)."""
-    n_fft = 1 << max(6, round(math.log2(1024 * sample_rate / 24000)))
-    key = (int(sample_rate), n_fft, n_mels, str(wav.device))
-    if key not in _MEL_CACHE:
-        _MEL_CACHE[key] = torchaudio.transforms.MelSpectrogram(
-            sample_rate=int(sample_rate),
-            n_fft=n_fft,
-            hop_length=n_fft // 4,
-            n_mels=n_mels,
-            f_min=0.0,
-            f_max=sample_rate / 2,
-            power=1.0,
-            center=True,
-            norm="slaney",
-            mel_scale="slaney",
-        ).to(wav.device)
-    return _MEL_CACHE[key](wav.float()).clamp_min(eps).log()
-
-
-def _mel_distance_local(x: Tensor, y: Tensor, sample_rate: int) -> Tensor:
-    """Mean L1 distance between log-mel spectrograms of ``x`` and ``y`` (per item, ``x.shape[:-1]``)."""
-    mx, my = log_mel(x, sample_rate), log_mel(y, sample_rate)
-    return (mx - my).abs().mean(dim=(-2, -1))
-
-
 def mel_distance(ref: Tensor, est: Tensor, sample_rate: int) -> Tensor:
     """Log-mel L1 distance between ``ref`` and ``est`` ``[..., T]``, per item (lower is better).
 
-    Uses ``sonotok.losses.spectral.mel_distance`` (the training validation metric, so evaluation and
-    training numbers agree) when that module is present, else a single-resolution log-mel L1.
+    The training validation metric (:func:`sonotok.metrics.mel.mel_distance`), so evaluation and training
+    numbers agree.
 
     Returns:
         float tensor of shape ``ref.shape[:-1]``, on the CPU.
     """
     ref, est = _check_pair(ref, est)
-    try:
-        from sonotok.losses.spectral import mel_distance as _loss_mel_distance
-    except ImportError:
-        return _mel_distance_local(ref, est, sample_rate).cpu()
-    batch_shape = ref.shape[:-1]
-    ref2 = ref.reshape(-1, 1, 1, ref.shape[-1])
-    est2 = est.reshape(-1, 1, 1, est.shape[-1])
     with torch.no_grad():
-        out = [
-            torch.as_tensor(_loss_mel_distance(e, r, int(sample_rate))).float().cpu()
-            for r, e in zip(ref2, est2)
-        ]
-    return torch.stack(out).reshape(batch_shape)
+        return _mel_distance(est, ref, int(sample_rate), reduction="none").cpu()

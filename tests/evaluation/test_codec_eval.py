@@ -178,3 +178,43 @@ def test_evaluate_num_codebooks(corpus):
     assert half["summary"]["si_sdr"] == pytest.approx(full["summary"]["si_sdr"])
     with pytest.raises(ValueError, match="num_codebooks"):
         evaluate(codec, corpus, num_codebooks=3, verbose=False)
+
+
+def test_find_audio_is_the_shared_scanner(tmp_path):
+    """Evaluation scans like every other command: hidden files (a file being written) are not audio items,
+    and every extension sonotok reads is taken."""
+    from sonotok.data.sources import scan_audio
+
+    folder = tmp_path / "audio"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("a.wav", "sub/b.flac", ".a.wav.tmp.wav"):
+        sf.write(str(folder / name), speech_like(seconds=0.3).numpy(), SR)
+    found = [r["path"] for r in find_audio(folder)]
+    assert found == [e.path for e in scan_audio(folder)]
+    assert sorted(p.split("/")[-1] for p in found) == ["a.wav", "b.flac"]
+
+
+def test_one_mean_for_codec_and_separation_evaluation():
+    from sonotok.evaluation import codec, report, separation
+
+    assert codec.mean_finite is report.mean_finite is separation.mean_finite
+    assert report.mean_finite([1.0, float("nan"), None, float("inf"), 3.0]) == 2.0
+    assert math.isnan(report.mean_finite([float("nan")]))
+    assert not hasattr(codec, "_mean") and not hasattr(separation, "_mean")
+
+
+def test_codec_bitrate_asks_the_codec_for_the_codebooks_used():
+    from sonotok.metrics.bitrate import codec_bitrate
+
+    class Codec:
+        frame_rate, num_codebooks, codebook_size = 50.0, 8, 1024
+
+        def bitrate(self, num_codebooks=None):
+            return 1000.0 * (num_codebooks or 8)
+
+    assert codec_bitrate(Codec(), 2) == 2000.0 and codec_bitrate(Codec()) == 8000.0
+
+    class NoMethod:
+        frame_rate, num_codebooks, codebook_size = 50.0, 8, 1024
+
+    assert codec_bitrate(NoMethod(), 2) == 50.0 * 2 * 10

@@ -75,11 +75,39 @@ def test_bitrate():
     assert tokens_per_second(12.5, 8) == 100.0
 
 
-def test_mel_distance_fallback_without_losses(monkeypatch):
-    import sys
+def _reference_mel_distance(x_hat, x, sr, n_fft=1024, hop=256, n_mels=80, eps=1e-5):
+    """The validation metric written out: centred Hann STFT magnitudes, Slaney mel filters, log10, L1."""
+    import torchaudio
 
-    monkeypatch.setitem(sys.modules, "sonotok.losses.spectral", None)  # import raises ImportError
+    fb = torchaudio.functional.melscale_fbanks(n_fft // 2 + 1, 0.0, sr / 2, n_mels, sr, norm="slaney",
+                                               mel_scale="slaney")
+    spec = torch.stft(torch.cat([x_hat, x]).reshape(-1, x.shape[-1]), n_fft, hop, n_fft, torch.hann_window(n_fft),
+                      center=True, pad_mode="reflect", return_complex=True).abs()
+    mel = torch.log10(torch.einsum("bft,fm->bmt", spec, fb).clamp(min=eps))
+    a, b = mel.chunk(2)
+    return (a - b).abs().mean(dim=(-2, -1))
+
+
+def test_one_mel_distance_for_training_and_evaluation():
+    from sonotok.losses.spectral import mel_distance as loss_mel_distance
+    from sonotok.metrics.mel import mel_distance as core
+
+    assert loss_mel_distance is core  # the training validation metric is this one function
     ref = speech_like(seconds=0.5).view(2, 1, -1)
-    out = mel_distance(ref, ref + 0.1 * torch.randn_like(ref), 16000)
-    assert out.shape == (2, 1) and (out > 0).all()
+    est = ref + 0.05 * torch.randn_like(ref)
+    expected = _reference_mel_distance(est, ref, 16000)
+    per_item = mel_distance(ref, est, 16000)  # evaluation: one value per item
+    assert per_item.shape == (2, 1)
+    torch.testing.assert_close(per_item.reshape(-1), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(loss_mel_distance(est, ref, 16000), expected.mean(), rtol=1e-5, atol=1e-6)
     assert float(mel_distance(ref, ref, 16000).max()) == 0.0
+
+
+def test_mel_distance_refuses_a_resolution_with_empty_filters():
+    import pytest
+
+    from sonotok.metrics.mel import mel_distance as core
+
+    x = speech_like(seconds=0.5)
+    with pytest.raises(ValueError, match="empty filters"):
+        core(x, x, 16000, n_fft=64, hop_length=16, n_mels=80)
