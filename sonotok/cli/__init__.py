@@ -15,7 +15,7 @@ from typing import List, Optional
 # (module, description) of every subcommand; modules are imported lazily so `--help` stays fast.
 SUBCOMMANDS = [
     ("sonotok.cli.train", "train"),
-    ("sonotok.data.corpus", "corpus"),
+    ("sonotok.cli.corpus", "corpus"),
     ("sonotok.cli.eval", "eval"),
     ("sonotok.cli.demo", "demo"),
     ("sonotok.cli.tokens", "tokenize/decode"),

@@ -17,15 +17,15 @@ import sys
 from pathlib import Path
 from typing import List
 
-AUDIO_EXTS = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".au")
-
 
 def _expand(inputs: List[str]) -> List[Path]:
+    from sonotok.data.sources import list_audio_files
+
     out: List[Path] = []
     for s in inputs:
         p = Path(s)
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_EXTS and f.is_file())
+            files = list_audio_files(p)
             out.extend(files if files else [p])  # an empty folder is reported as an error below
         else:
             out.append(p)
@@ -57,7 +57,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
     for path in files:
         try:
             if path.is_dir():
-                raise SonotokError(f"{path}: folder holds no audio files ({', '.join(AUDIO_EXTS)})")
+                raise SonotokError(f"{path}: folder holds no audio files (no file with an extension of sonotok.data.audio.AUDIO_EXTENSIONS)")
             written = separate_file(model, path, out_dir, args.format, args.rate, args.normalize, args.device)
             if not args.quiet:
                 print(f"{path} -> {', '.join(map(str, written))}")

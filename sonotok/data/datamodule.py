@@ -9,7 +9,7 @@ from typing import Sequence
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
-from sonotok.data.dataset import AudioDataset, EpochSampler, collate_pad
+from sonotok.data.dataset import AudioDataset, EpochSampler, SpeakerBalancedSampler, collate_pad
 
 Sources = str | os.PathLike | Sequence[str | os.PathLike]
 
@@ -33,6 +33,11 @@ class AudioDataModule(pl.LightningDataModule):
         min_seconds: skip training files shorter than this.
         train_split / valid_split: keep only manifest rows with this ``split`` (``None``: all rows).
         pin_memory: pin host memory (useful on CUDA).
+        balance: ``"speaker"``: training crops drawn so every speaker is equally likely
+            (:class:`~sonotok.data.dataset.SpeakerBalancedSampler`); ``None``: every file once per epoch.
+        bandwidth: keep only manifest rows with this ``bandwidth`` (the corpus config keeps ``"wideband"``).
+        augment: training-crop augmentation (:class:`~sonotok.data.augment.Augmentation`; ``None``: off).
+        epoch_size: crops per epoch with ``balance="speaker"`` (default: the number of training files).
 
     Batches are ``(wav [B, C, T], lengths [B])``; training crops all have ``T = segment_seconds * sample_rate``.
     """
@@ -53,8 +58,18 @@ class AudioDataModule(pl.LightningDataModule):
         train_split: str | None = None,
         valid_split: str | None = None,
         pin_memory: bool = False,
+        balance: str | None = None,
+        bandwidth: str | None = None,
+        augment=None,
+        epoch_size: int | None = None,
     ):
         super().__init__()
+        if balance not in (None, "speaker"):
+            raise ValueError(f"balance must be None or 'speaker', got {balance!r}")
+        self.balance = balance
+        self.bandwidth = bandwidth
+        self.augment = augment
+        self.epoch_size = epoch_size
         self.train_sources = train
         self.valid_sources = valid
         self.sample_rate = int(sample_rate)
@@ -83,6 +98,8 @@ class AudioDataModule(pl.LightningDataModule):
                 random_crop=True,
                 seed=self.seed,
                 min_seconds=self.min_seconds,
+                bandwidth=self.bandwidth,
+                augment=self.augment if getattr(self.augment, "enabled", True) else None,
             )
         if (
             self.valid_dataset is None
@@ -97,6 +114,7 @@ class AudioDataModule(pl.LightningDataModule):
                 split=self.valid_split,
                 random_crop=False,
                 max_seconds=self.valid_max_seconds,
+                bandwidth=self.bandwidth,
             )
 
     def _loader(self, ds, batch_size, sampler, drop_last):
@@ -115,10 +133,12 @@ class AudioDataModule(pl.LightningDataModule):
         if self.train_dataset is None:
             self.setup("fit")
         ds = self.train_dataset
-        drop_last = len(ds) >= self.batch_size
-        return self._loader(
-            ds, self.batch_size, EpochSampler(len(ds), shuffle=True, seed=self.seed), drop_last
-        )
+        if self.balance == "speaker":
+            sampler = SpeakerBalancedSampler(ds.items, self.epoch_size, seed=self.seed)
+        else:
+            sampler = EpochSampler(len(ds), shuffle=True, seed=self.seed)
+        drop_last = len(sampler) >= self.batch_size
+        return self._loader(ds, self.batch_size, sampler, drop_last)
 
     def val_dataloader(self) -> DataLoader | list:
         if self.valid_sources is None:

@@ -10,21 +10,23 @@ worker processes through :class:`EpochSampler`, which yields ``(index, epoch)`` 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from sonotok.data.audio import AUDIO_EXTENSIONS, audio_info, load_audio
+from sonotok.data.audio import audio_info, load_audio
+from sonotok.data.sources import list_audio_files, scan_audio
 from sonotok.errors import AudioError
 
-__all__ = ["AudioDataset", "AudioItem", "EpochSampler", "collate_pad", "scan_sources", "total_hours"]
-
-SCAN_EXTENSIONS = (".wav", ".flac", ".ogg")
+__all__ = [
+    "AudioDataset", "AudioItem", "EpochSampler", "SpeakerBalancedSampler", "collate_pad", "scan_sources",
+    "total_hours",
+]
 
 
 @dataclass(frozen=True)
@@ -36,55 +38,38 @@ class AudioItem:
     speaker: str | None = None
     language: str | None = None
     split: str | None = None
+    bandwidth: str | None = None
+    text: str | None = None
 
 
 _FOLDER_CACHE: dict[tuple[str, float], list[AudioItem]] = {}
 
 
-def _scan_folder(folder: Path) -> list[AudioItem]:
+def _folder_items(folder: Path) -> list[AudioItem]:
     real = os.path.realpath(folder)
     key = (real, folder.stat().st_mtime)
-    if key in _FOLDER_CACHE:
-        return _FOLDER_CACHE[key]
-    items = []
-    for root, dirs, files in os.walk(real, followlinks=True):
-        dirs.sort()
-        for f in sorted(files):
-            if f.startswith(".") or not f.lower().endswith(SCAN_EXTENSIONS):
-                continue
-            p = os.path.join(root, f)
-            items.append(AudioItem(p, audio_info(p).duration))
-    _FOLDER_CACHE[key] = items
-    return items
+    if key not in _FOLDER_CACHE:
+        _FOLDER_CACHE[key] = [AudioItem(str(f), audio_info(f).duration) for f in list_audio_files(real)]
+    return _FOLDER_CACHE[key]
 
 
-def _read_manifest(path: Path) -> list[AudioItem]:
-    base = path.parent
-    items = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                row = json.loads(line)
-                rel = row["path"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise AudioError(path, f"line {n}: not a manifest row with a 'path' field ({e})") from e
-            p = rel if os.path.isabs(rel) else str(base / rel)
-            dur = row.get("duration")
-            if dur is None:
-                dur = audio_info(p).duration
-            items.append(AudioItem(p, float(dur), row.get("speaker"), row.get("language"), row.get("split")))
-    return items
+def _row_item(row: dict) -> AudioItem:
+    dur = row.get("duration")
+    if dur is None:
+        dur = audio_info(row["path"]).duration
+    return AudioItem(
+        row["path"], float(dur), row.get("speaker"), row.get("language"), row.get("split"),
+        row.get("bandwidth"), row.get("text"),
+    )
 
 
 def scan_sources(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> list[AudioItem]:
-    """List the audio files of a folder (recursive wav/flac/ogg), a JSONL manifest, a single audio file, or a
-    list of those, in a deterministic order.
+    """List the audio files of a folder (recursive, every extension in
+    :data:`~sonotok.data.audio.AUDIO_EXTENSIONS`), a JSONL manifest, a single audio file, or a list of those,
+    in a deterministic order (:func:`sonotok.data.sources.scan_audio`).
 
     Raises:
-        AudioError: a source that does not exist or is not a folder/manifest/audio file.
+        AudioError: a source that does not exist or is not a folder/manifest/audio file, or a bad manifest line.
     """
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
@@ -92,19 +77,10 @@ def scan_sources(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> li
     for s in sources:
         p = Path(s)
         if p.is_dir():
-            items += _scan_folder(p)
-        elif p.suffix.lower() in (".jsonl", ".json") and p.is_file():
-            items += _read_manifest(p)
-        elif p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS:
-            items.append(AudioItem(str(p), audio_info(p).duration))
-        elif not p.exists():
-            raise AudioError(
-                p, "dataset source not found (expected a folder, a .jsonl manifest or an audio file)"
-            )
-        else:
-            raise AudioError(
-                p, "unsupported dataset source (expected a folder, a .jsonl manifest or an audio file)"
-            )
+            items += _folder_items(p)
+            continue
+        for e in scan_audio(p):
+            items.append(_row_item(e.row) if e.row is not None else AudioItem(e.path, audio_info(e.path).duration))
     return items
 
 
@@ -127,6 +103,10 @@ class AudioDataset(Dataset):
         seed: crop seed.
         min_seconds: drop files shorter than this.
         max_seconds: with ``segment_seconds=None``, truncate whole files to this length.
+        bandwidth: keep only manifest rows with this ``bandwidth`` (``"wideband"`` keeps the 8 kHz
+            telephone sources of the corpus out of 16 kHz training); rows without the field are kept.
+        augment: a callable ``(wav [C, T], sample_rate, numpy Generator) -> wav`` applied to every item
+            (e.g. :class:`sonotok.data.augment.Augmentation`); seeded per ``(seed, epoch, index)``.
 
     Items are ``[C, T]`` tensors; index with ``(index, epoch)`` (as :class:`EpochSampler` does) or set
     :meth:`set_epoch` for single-process loading.
@@ -146,14 +126,20 @@ class AudioDataset(Dataset):
         seed: int = 0,
         min_seconds: float | None = None,
         max_seconds: float | None = None,
+        bandwidth: str | None = None,
+        augment: Callable[[torch.Tensor, int, np.random.Generator], torch.Tensor] | None = None,
     ):
         items = scan_sources(sources)
         if split is not None:
             items = [it for it in items if it.split == split]
+        if bandwidth is not None:
+            items = [it for it in items if it.bandwidth in (None, bandwidth)]
         if min_seconds is not None:
             items = [it for it in items if it.duration >= min_seconds]
         if not items:
-            raise AudioError(str(sources), f"no audio files found (split={split}, min_seconds={min_seconds})")
+            raise AudioError(
+                str(sources), f"no audio files found (split={split}, min_seconds={min_seconds}, bandwidth={bandwidth})"
+            )
         self.items = items
         self.sample_rate = int(sample_rate)
         self.segment_seconds = segment_seconds
@@ -162,6 +148,7 @@ class AudioDataset(Dataset):
         self.random_crop = random_crop
         self.seed = int(seed)
         self.max_seconds = max_seconds
+        self.augment = augment
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -180,6 +167,21 @@ class AudioDataset(Dataset):
             index, epoch = int(index[0]), int(index[1])
         else:
             index, epoch = int(index), self.epoch
+        wav = self._load(index, epoch)
+        if self.augment is not None:
+            rng = np.random.default_rng(_seed_for(self.seed + 1, epoch, index))
+            wav = self.augment(wav, self.sample_rate, rng)
+        return wav
+
+    def crop_offset(self, index: int, epoch: int) -> float:
+        """Start in seconds of item ``index``'s training crop in ``epoch`` (0 for whole files or no random crop)."""
+        item = self.items[index]
+        if self.segment_length is None or not self.random_crop or item.duration <= self.segment_seconds:
+            return 0.0
+        g = torch.Generator().manual_seed(_seed_for(self.seed, epoch, index))
+        return float(torch.rand((), generator=g)) * (item.duration - self.segment_seconds)
+
+    def _load(self, index: int, epoch: int) -> torch.Tensor:
         item = self.items[index]
         if self.segment_length is None:
             wav = load_audio(item.path, self.sample_rate, self.channels, duration=self.max_seconds)
@@ -187,10 +189,7 @@ class AudioDataset(Dataset):
                 wav = wav[..., : int(round(self.max_seconds * self.sample_rate))].contiguous()
             return wav
         seg_s = self.segment_seconds
-        offset = 0.0
-        if self.random_crop and item.duration > seg_s:
-            g = torch.Generator().manual_seed(_seed_for(self.seed, epoch, index))
-            offset = float(torch.rand((), generator=g)) * (item.duration - seg_s)
+        offset = self.crop_offset(index, epoch)
         # read a little more than needed so resampling has full context, then cut exactly
         wav = load_audio(item.path, self.sample_rate, self.channels, offset=offset, duration=seg_s + 0.01)
         n = self.segment_length
@@ -229,6 +228,47 @@ class EpochSampler(Sampler):
         epoch = self.epoch
         for i in order:
             yield (i, epoch)
+
+
+class SpeakerBalancedSampler(Sampler):
+    """Draws ``(index, epoch)`` so every speaker is equally likely, whatever its number of files or hours.
+
+    Each draw picks a speaker uniformly, then one of its files with probability proportional to the file's
+    duration (so crops are uniform in time within a speaker). Items without a speaker count as speakers of
+    their own. Deterministic per ``(seed, epoch)``.
+
+    Args:
+        items: the dataset's :class:`AudioItem` s (``AudioDataset.items``).
+        num_samples: draws per epoch (default: ``len(items)``).
+        seed: draw seed.
+    """
+
+    def __init__(self, items: Sequence[AudioItem], num_samples: int | None = None, seed: int = 0):
+        groups: dict[str, list[int]] = {}
+        for i, it in enumerate(items):
+            groups.setdefault(it.speaker if it.speaker is not None else f"\0{i}", []).append(i)
+        self.speakers = sorted(groups)
+        self._index = [np.asarray(groups[s], dtype=np.int64) for s in self.speakers]
+        self._weights = []
+        for idx in self._index:
+            w = np.asarray([max(float(items[i].duration), 1e-3) for i in idx])
+            self._weights.append(w / w.sum())
+        self.num_samples = int(num_samples if num_samples is not None else len(items))
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        rng = np.random.default_rng(_seed_for(self.seed, self.epoch, -2))
+        spk = rng.integers(len(self.speakers), size=self.num_samples)
+        epoch = self.epoch
+        for s in spk.tolist():
+            yield (int(rng.choice(self._index[s], p=self._weights[s])), epoch)
 
 
 def collate_pad(batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

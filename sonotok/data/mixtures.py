@@ -29,13 +29,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from sonotok.data.audio import load_audio, resample
+from sonotok.data.audio import is_audio_path, load_audio, resample
 from sonotok.data.dataset import EpochSampler, _seed_for
-from sonotok.errors import SonotokError
+from sonotok.data.sources import read_jsonl
+from sonotok.errors import AudioError, SonotokError
 
 MUSIC_GLOB = "/usr/share/asterisk/moh/*.g722"
 MIX_DIRS = ("mix", "mix_clean", "mix_both", "mix_single")
-AUDIO_EXTS = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".au")
 LAYOUT_HINT = "Libri2Mix / WSJ0-2mix layout: mix/ s1/ s2/ [s3/] [noise/] with matching file names"
 
 
@@ -46,11 +46,11 @@ class MixtureError(SonotokError):
 @functools.lru_cache(maxsize=4)
 def load_music(sample_rate: int, pattern: str = MUSIC_GLOB) -> tuple:
     """Decode the Asterisk music-on-hold G.722 files (16 kHz) and resample; cached per process."""
-    from sonotok.data.corpus import _decode_g722
+    from sonotok.data.corpus.sources import decode_g722
 
     out = []
     for f in sorted(glob.glob(pattern)):
-        x = torch.from_numpy(_decode_g722(Path(f)))
+        x = torch.from_numpy(decode_g722(Path(f)))
         if x.numel() == 0:
             continue
         if sample_rate != 16000:
@@ -97,19 +97,30 @@ class MixtureDataset(Dataset):
             Libri2Mix "min" mixtures do). ``False``: one utterance per source, zero-padded at a random
             position when shorter than the segment (short prompts then barely overlap: easy for oracles).
         max_pause: longest pause between the utterances of a track (s).
+        bandwidth: keep only manifest rows with this ``bandwidth``; ``"auto"`` (default): ``"wideband"`` when
+            ``sample_rate`` is above 8 kHz (8 kHz telephone sources would leave the upper band empty), every
+            row at 8 kHz; ``None``: all rows.
+        reverb_prob: probability that each source is convolved with a simulated room
+            (:func:`sonotok.data.augment.rir_bank`; the reverberant source is the target).
     """
 
     def __init__(self, manifest: str | os.PathLike, num_sources: int = 2, sample_rate: int = 8000,
                  segment_seconds: float = 4.0, length: int = 10000, max_relative_db: float = 5.0,
                  noise_prob: float = 0.0, noise_snr_db: Sequence[float] = (5.0, 20.0), music_prob: float = 0.5,
                  music_glob: str = MUSIC_GLOB, seed: int = 0, fixed: bool = False, target_rms: float = 0.1,
-                 fill: bool = True, max_pause: float = 0.3):
-        from sonotok.data.corpus import read_manifest
-
+                 fill: bool = True, max_pause: float = 0.3, bandwidth: str | None = "auto",
+                 reverb_prob: float = 0.0):
         path = Path(manifest)
         if not path.is_file():
             raise MixtureError(f"{path}: no such manifest (build one with `sonotok corpus build`)")
-        rows = read_manifest(path)
+        try:
+            rows = read_jsonl(path)
+        except AudioError as e:
+            raise MixtureError(str(e)) from None
+        if bandwidth == "auto":
+            bandwidth = "wideband" if int(sample_rate) > 8000 else None
+        if bandwidth is not None:
+            rows = [r for r in rows if r.get("bandwidth", bandwidth) == bandwidth]
         by_spk: Dict[str, List[dict]] = defaultdict(list)
         for r in rows:
             if "speaker" not in r or "path" not in r:
@@ -140,6 +151,8 @@ class MixtureDataset(Dataset):
         self.target_rms = float(target_rms)
         self.fill = bool(fill)
         self.max_pause = float(max_pause)
+        self.bandwidth = bandwidth
+        self.reverb_prob = float(reverb_prob)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -181,7 +194,10 @@ class MixtureDataset(Dataset):
                 if dur <= 0:
                     break
             gain = 0.0 if k == 0 else float(rng.uniform(-self.max_relative_db, self.max_relative_db))
-            srcs.append({"speaker": s, "pieces": pieces, "gain_db": gain})
+            src = {"speaker": s, "pieces": pieces, "gain_db": gain}
+            if self.reverb_prob > 0 and rng.random() < self.reverb_prob:
+                src["reverb_seed"] = int(rng.integers(2**31))
+            srcs.append(src)
         noise: Dict[str, Any] | None = None
         if self.noise_prob > 0 and rng.random() < self.noise_prob:
             snr = float(rng.uniform(*self.noise_snr_db))
@@ -215,6 +231,10 @@ class MixtureDataset(Dataset):
         sources = []
         for src in recipe["sources"]:
             x = self._read(src)
+            if src.get("reverb_seed") is not None:
+                from sonotok.data.augment import Augmentation
+
+                x = Augmentation().reverb(x[None], self.sample_rate, np.random.default_rng(src["reverb_seed"]))[0]
             r = _rms(x)
             if r > 0:
                 x = x / r * 10 ** (src["gain_db"] / 20)
@@ -294,7 +314,7 @@ class MixtureFolderDataset(Dataset):
             raise MixtureError(f"{root}: missing folder(s) {', '.join(d + '/' for d in missing)} "
                                f"(a {num_sources}-source set needs {mix_dir}/ {' '.join(d + '/' for d in src_dirs)}; "
                                f"{LAYOUT_HINT})")
-        names = sorted(p.name for p in (root / mix_dir).iterdir() if p.suffix.lower() in AUDIO_EXTS)
+        names = sorted(p.name for p in (root / mix_dir).iterdir() if is_audio_path(p) and not p.name.startswith("."))
         if not names:
             raise MixtureError(f"{root / mix_dir}: no audio files")
         for d in src_dirs:
@@ -375,7 +395,7 @@ class MixtureDataModule(pl.LightningDataModule):
         epoch_size: generated mixtures per training epoch.
         valid_size: fixed validation mixtures (generated) / files (folder: first ``valid_size``).
         valid_segment_seconds: validation mixture length.
-        max_relative_db, noise_prob, noise_snr_db, music_prob: see :class:`MixtureDataset`.
+        max_relative_db, noise_prob, noise_snr_db, music_prob, bandwidth, reverb_prob: see :class:`MixtureDataset`.
         seed: seed of the training mixtures (validation uses ``seed + 1``).
     """
 
@@ -383,7 +403,7 @@ class MixtureDataModule(pl.LightningDataModule):
                  segment_seconds: float = 4.0, batch_size: int = 4, num_workers: int = 0, epoch_size: int = 10000,
                  valid_size: int = 32, valid_segment_seconds: float = 4.0, max_relative_db: float = 5.0,
                  noise_prob: float = 0.0, noise_snr_db: Sequence[float] = (5.0, 20.0), music_prob: float = 0.5,
-                 seed: int = 0, pin_memory: bool = False):
+                 seed: int = 0, pin_memory: bool = False, bandwidth: str | None = "auto", reverb_prob: float = 0.0):
         super().__init__()
         self.train_source, self.valid_source = str(train), (None if valid is None else str(valid))
         self.num_sources = int(num_sources)
@@ -395,7 +415,8 @@ class MixtureDataModule(pl.LightningDataModule):
         self.valid_size = int(valid_size)
         self.valid_segment_seconds = float(valid_segment_seconds)
         self.mix_kwargs = dict(max_relative_db=max_relative_db, noise_prob=noise_prob,
-                               noise_snr_db=tuple(noise_snr_db), music_prob=music_prob)
+                               noise_snr_db=tuple(noise_snr_db), music_prob=music_prob, bandwidth=bandwidth,
+                               reverb_prob=reverb_prob)
         self.seed = int(seed)
         self.pin_memory = pin_memory
         self.train_dataset: Dataset | None = None

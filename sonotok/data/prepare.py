@@ -32,9 +32,8 @@ import re
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
+from sonotok.data.sources import list_audio_files
 from sonotok.errors import SonotokError
-
-AUDIO_EXTS = (".wav", ".flac")
 
 
 class DatasetLayoutError(SonotokError):
@@ -306,9 +305,9 @@ def prepare_libri2mix(root: str | os.PathLike, out: str | os.PathLike, sample_ra
         if missing:
             raise DatasetLayoutError(f"{d}: missing folder(s) {', '.join(m + '/' for m in missing)}; "
                                      f"expected {LIBRI2MIX_LAYOUT}")
-        mixes = sorted(p for p in (d / need[0]).iterdir() if p.suffix.lower() in AUDIO_EXTS)
+        mixes = list_audio_files(d / need[0], recursive=False)
         if not mixes:
-            raise DatasetLayoutError(f"{d / need[0]}: no .wav mixtures; expected {LIBRI2MIX_LAYOUT}")
+            raise DatasetLayoutError(f"{d / need[0]}: no audio mixtures (.wav, .flac, ...); expected {LIBRI2MIX_LAYOUT}")
         for m in mixes:
             paths = {"mix": m, **{n: d / n / m.name for n in need[1:]}}
             lost = [str(p) for p in paths.values() if not p.is_file()]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from sonotok.data.sources import read_jsonl
 from sonotok.errors import AudioError
 from sonotok.tokenizer.formats import (
     atomic_write_bytes,
@@ -24,14 +25,9 @@ def _read_manifest(path: Path) -> Dict[str, Dict[str, Any]]:
     out: Dict[str, Dict[str, Any]] = {}
     if not path.is_file():
         return out
-    with open(path) as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict) and "rel" in row:
-                out[row["rel"]] = row
+    for row in read_jsonl(path, skip_bad=True):
+        if "rel" in row:
+            out[row["rel"]] = row
     return out
 
 

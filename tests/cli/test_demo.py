@@ -16,7 +16,8 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     from sonotok.data.corpus import build_corpus
 
     corpus = tmp_path / "corpus"
-    build_corpus(corpus, languages=("en", "fr", "ru"), limit_per_speaker=4, verbose=False)
+    build_corpus(corpus, sources=["asterisk"], languages=("en", "fr", "ru"), test_speakers=("june", "ivrvoice_ru"),
+                 limit_per_speaker=4, verbose=False)
     out = tmp_path / "demo"
     rc = cli_main([
         "demo", "--corpus", str(corpus), "--minutes", "0.1", "--out", str(out), "--eval-files", "2",

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sonotok.cli.corpus import add_parser
 from sonotok.data.audio import audio_info, load_audio
 from sonotok.data.corpus import (
     SOUNDS_ROOT,
     CorpusError,
-    add_parser,
     build_corpus,
     is_pure_tone,
     read_manifest,
@@ -20,7 +20,10 @@ from sonotok.data.corpus import (
 )
 
 SR = 16000
-FIELDS = {"path", "duration", "sample_rate", "speaker", "language", "split", "source"}
+FIELDS = {"path", "duration", "sample_rate", "bandwidth", "speaker", "language", "split", "source", "licence",
+          "text", "synthetic", "origin"}
+HELD = ("june", "ivrvoice_ru")  # the Asterisk-only corpus holds out speakers (it has no spare language)
+AST = {"sources": ["asterisk"], "test_speakers": HELD}
 HAVE_ASTERISK = all(
     (Path(SOUNDS_ROOT) / d).is_dir()
     for d in ("en_US_f_Allison", "es_MX_f_Allison", "fr_CA_f_June", "it_IT_m_Carlo", "ru_RU_f_IvrvoiceRU")
@@ -90,7 +93,7 @@ def _check_corpus(out):
 
 def test_build_on_synthetic_sources(fake_sounds, tmp_path):
     out = tmp_path / "corpus"
-    summary = build_corpus(out, sounds_root=fake_sounds, min_train_seconds=5, verbose=False)
+    summary = build_corpus(out, sounds_root=fake_sounds, min_train_seconds=5, verbose=False, **AST)
     rows, spk = _check_corpus(out)
     assert spk["train"] == {"allison", "carlo"}
     assert spk["valid"] | spk["test"] == {"june", "ivrvoice_ru"}
@@ -104,38 +107,41 @@ def test_build_on_synthetic_sources(fake_sounds, tmp_path):
     wav = out / rows[0]["path"]
     mtime = wav.stat().st_mtime_ns
     before = (out / "manifest.jsonl").read_text()
-    build_corpus(out, sounds_root=fake_sounds, min_train_seconds=5, verbose=False)
+    build_corpus(out, sounds_root=fake_sounds, min_train_seconds=5, verbose=False, **AST)
     assert (out / "manifest.jsonl").read_text() == before
     assert wav.stat().st_mtime_ns == mtime
 
 
 def test_configurable_held_out_speakers(fake_sounds, tmp_path):
     out = tmp_path / "c"
-    build_corpus(out, sounds_root=fake_sounds, test_speakers=["carlo"], min_train_seconds=5, verbose=False)
+    build_corpus(out, sources=["asterisk"], sounds_root=fake_sounds, test_speakers=["carlo"], min_train_seconds=5,
+                 verbose=False)
     _, spk = _check_corpus(out)
     assert spk["valid"] | spk["test"] == {"carlo"}
     with pytest.raises(CorpusError, match="not in this build"):
-        build_corpus(tmp_path / "d", sounds_root=fake_sounds, test_speakers=["nobody"], verbose=False)
+        build_corpus(tmp_path / "d", sources=["asterisk"], sounds_root=fake_sounds, test_speakers=["nobody"],
+                     verbose=False)
 
 
 def test_too_small_corpus_fails_without_limit(fake_sounds, tmp_path):
     with pytest.raises(CorpusError, match="asterisk-core-sounds-en-g722"):
-        build_corpus(tmp_path / "c", sounds_root=fake_sounds, verbose=False)
+        build_corpus(tmp_path / "c", sounds_root=fake_sounds, verbose=False, **AST)
 
 
 def test_missing_sources_name_the_package(tmp_path):
     empty = tmp_path / "empty_sounds"
     empty.mkdir()
     with pytest.raises(CorpusError, match=r"apt-get install -y asterisk-core-sounds-en-g722"):
-        build_corpus(tmp_path / "c", sounds_root=empty, verbose=False)
+        build_corpus(tmp_path / "c", sounds_root=empty, verbose=False, **AST)
     with pytest.raises(CorpusError, match=r"asterisk-core-sounds-fr-g722"):
-        build_corpus(tmp_path / "c", sounds_root=tmp_path / "does_not_exist", languages=["fr"], verbose=False)
+        build_corpus(tmp_path / "c", sources=["asterisk"], sounds_root=tmp_path / "does_not_exist", languages=["fr"],
+                     verbose=False)
     assert not (tmp_path / "c" / "manifest.jsonl").exists()
 
 
 def test_missing_language_names_its_package(fake_sounds, tmp_path):
     with pytest.raises(CorpusError, match=r"apt-get install -y asterisk-core-sounds-de-g722"):
-        build_corpus(tmp_path / "c", sounds_root=fake_sounds, languages=["en", "de"], verbose=False)
+        build_corpus(tmp_path / "c", sounds_root=fake_sounds, languages=["en", "de"], verbose=False, **AST)
 
 
 def test_speaker_ids():
@@ -176,6 +182,8 @@ def test_cli_build_and_info(fake_sounds, tmp_path, capsys):
             str(out),
             "--sounds-root",
             str(fake_sounds),
+            "--sources",
+            "asterisk",
             "--limit-per-speaker",
             "3",
             "--test-speakers",
@@ -188,7 +196,8 @@ def test_cli_build_and_info(fake_sounds, tmp_path, capsys):
     assert args.func(args) == 0
     text = capsys.readouterr().out
     assert "train" in text and "allison" in text and " h " in text
-    args = parser.parse_args(["corpus", "build", "--out", str(out), "--sounds-root", str(tmp_path / "none")])
+    args = parser.parse_args(["corpus", "build", "--out", str(out), "--sounds-root", str(tmp_path / "none"),
+                              "--sources", "asterisk", "--test-speakers", "june"])
     assert args.func(args) == 1
     assert "apt-get install -y" in capsys.readouterr().err
 
@@ -196,7 +205,7 @@ def test_cli_build_and_info(fake_sounds, tmp_path, capsys):
 @pytest.mark.skipif(not HAVE_ASTERISK, reason="asterisk-core-sounds-*-g722 not installed")
 def test_real_asterisk_subset(tmp_path):
     out = tmp_path / "real"
-    build_corpus(out, limit_per_speaker=3, verbose=False)
+    build_corpus(out, limit_per_speaker=3, verbose=False, **AST)
     rows, spk = _check_corpus(out)
     assert spk["train"] == {"allison", "carlo"}
     assert spk["valid"] | spk["test"] == {"june", "ivrvoice_ru"}
@@ -205,3 +214,7 @@ def test_real_asterisk_subset(tmp_path):
     assert wav.abs().max() > 0.05  # real speech, not silence
     line = json.loads((out / "train.jsonl").read_text().splitlines()[0])
     assert line["split"] == "train" and line["source"].startswith("asterisk:")
+    assert line["bandwidth"] == "wideband" and line["licence"] == "CC-BY-SA-3.0" and line["synthetic"] is False
+    # transcripts from core-sounds-<lang>.txt (the asterisk-core-sounds-<lang> documentation)
+    texts = {Path(r["path"]).stem: r["text"] for r in rows if r["speaker"] == "allison" and r["language"] == "en"}
+    assert any(texts.values()), texts
