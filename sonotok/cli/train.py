@@ -1,4 +1,11 @@
-"""``sonotok train ...``: the rest of the command line goes to Hydra unchanged (same as ``python train.py``)."""
+"""``sonotok train ...``: the rest of the command line goes to Hydra unchanged (same as ``python train.py``).
+
+Under ``trainer=ddp trainer.devices=N`` Lightning starts the other ranks by running this process's command
+line again (``sys.argv``: the ``sonotok`` script, or ``python -m sonotok.cli``, plus the arguments). Hydra
+must parse the overrides without the ``train`` word, and the worker ranks must be started with it, so
+``sys.argv`` holds ``[program, *overrides]`` while Hydra parses it and ``[program, "train", *overrides]``
+while the training runs.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +20,22 @@ def add_parser(subparsers) -> None:
 
 
 def run_train(argv: List[str]) -> int:
-    from sonotok.training.train import main as hydra_main
+    import hydra
 
-    sys.argv = ["sonotok train", *argv]
-    hydra_main()
+    from sonotok.training.train import CONF_DIR, run_training
+
+    program = sys.argv[0]
+    relaunch = [program, "train", *argv]
+
+    @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+    def _train(cfg) -> None:
+        sys.argv = relaunch  # what Lightning's DDP launcher runs again for the worker ranks
+        run_training(cfg)
+
+    saved = sys.argv
+    sys.argv = [program, *argv]
+    try:
+        _train()
+    finally:
+        sys.argv = saved
     return 0

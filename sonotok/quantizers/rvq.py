@@ -7,7 +7,10 @@ References:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+import torch.distributed as dist
 import vector_quantize_pytorch as vqp
 from torch import Tensor, nn
 
@@ -22,6 +25,61 @@ def _linear_tensors(proj: nn.Module) -> tuple[Tensor, Tensor]:
     return torch.empty(0), torch.empty(0)
 
 
+def _world_is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class _DistributedSync:
+    """Synchronises codebook statistics across DDP ranks (mixed into the RVQ / GRVQ wrappers).
+
+    vector-quantize-pytorch all-reduces the EMA statistics (``cluster_size``, ``embed_sum``), runs k-means
+    init and dead-code re-seeding on the samples of every rank when its module is built with
+    ``sync_codebook=True`` / ``sync_kmeans=True``; left unset it decides once, at construction, whether
+    the process group exists. A training run builds the codec before Lightning creates the process group,
+    so the wrapper builds the library module unsynchronised and :meth:`setup_distributed` (called by the
+    training module's ``setup`` once the process group exists) rebuilds it synchronised, carrying the
+    weights and buffers over. Every rank then ends each step with the same codebooks, computed from the
+    data of all ranks (what one process would compute on the union of the batches).
+    """
+
+    sync_codebook: bool
+    sync_kmeans: bool
+    vq: nn.Module
+
+    def _init_sync(self, sync_codebook: bool, sync_kmeans: bool, vq_cls: type, vq_kwargs: dict[str, Any]) -> None:
+        self.sync_codebook = bool(sync_codebook)
+        self.sync_kmeans = bool(sync_kmeans)
+        self._vq_cls, self._vq_kwargs = vq_cls, dict(vq_kwargs)
+        self.vq = self._build_vq(self.sync_codebook and _world_is_distributed())
+
+    def _build_vq(self, sync: bool) -> nn.Module:
+        return self._vq_cls(**self._vq_kwargs, sync_codebook=sync)
+
+    @property
+    def synchronised(self) -> bool:
+        """Whether the library module all-reduces its codebook statistics."""
+        return bool(next(self._codebooks()).use_ddp)
+
+    def _codebooks(self):
+        return (m for m in self.vq.modules() if hasattr(m, "use_ddp") and hasattr(m, "embed"))
+
+    def setup_distributed(self) -> bool:
+        """Rebuild the library module synchronised if a process group of several ranks exists now.
+
+        Returns whether the codebooks are synchronised afterwards.
+        """
+        want = self.sync_codebook and _world_is_distributed()
+        if want != self.synchronised:
+            state = self.vq.state_dict()
+            ref = next(self.vq.parameters(), None)
+            ref = ref if ref is not None else next(self.vq.buffers())
+            vq = self._build_vq(want).to(ref.device)
+            vq.load_state_dict(state)
+            vq.train(self.vq.training)
+            self.vq = vq
+        return self.synchronised
+
+
 def _vq_kwargs(
     kmeans_init: bool,
     kmeans_iters: int,
@@ -30,9 +88,11 @@ def _vq_kwargs(
     commitment_weight: float,
     rotation_trick: bool,
     learnable_codebook: bool,
+    sync_kmeans: bool = True,
 ) -> dict:
     kw = dict(
         kmeans_init=kmeans_init,
+        sync_kmeans=sync_kmeans,
         kmeans_iters=kmeans_iters,
         decay=decay,
         threshold_ema_dead_code=threshold_ema_dead_code,
@@ -44,7 +104,7 @@ def _vq_kwargs(
     return kw
 
 
-class ResidualVQ(Quantizer):
+class ResidualVQ(_DistributedSync, Quantizer):
     """Residual vector quantizer: ``num_codebooks`` VQ stages, each quantizing the previous residual.
 
     With one codebook it is plain VQ (VQ-VAE). Codebooks are learned by EMA by default.
@@ -65,6 +125,11 @@ class ResidualVQ(Quantizer):
         quantizer_dropout_cutoff: the minimum number of stages kept minus one.
         rotation_trick: rotation-trick gradients (Fifty et al., 2024) instead of straight-through.
         learnable_codebook: learn codebooks by gradient instead of EMA.
+        sync_codebook: under DDP, all-reduce the codebook statistics (EMA counts and sums) across ranks so
+            every rank learns the same codebooks from all ranks' data (see :class:`_DistributedSync`);
+            ``False`` keeps rank-local statistics (DDP then broadcasts rank 0's buffers).
+        sync_kmeans: under DDP with ``sync_codebook``, run k-means init and dead-code re-seeding on the
+            samples of all ranks.
     """
 
     def __init__(
@@ -82,12 +147,14 @@ class ResidualVQ(Quantizer):
         quantizer_dropout_cutoff: int = 0,
         rotation_trick: bool = False,
         learnable_codebook: bool = False,
+        sync_codebook: bool = True,
+        sync_kmeans: bool = True,
     ):
         super().__init__()
         self.dim = dim
         self.num_codebooks = num_codebooks
         self.codebook_size = codebook_size
-        self.vq = vqp.ResidualVQ(
+        kw: dict[str, Any] = dict(
             dim=dim,
             num_quantizers=num_codebooks,
             codebook_size=codebook_size,
@@ -96,9 +163,10 @@ class ResidualVQ(Quantizer):
             quantize_dropout_cutoff_index=quantizer_dropout_cutoff,
             **_vq_kwargs(
                 kmeans_init, kmeans_iters, decay, threshold_ema_dead_code, commitment_weight, rotation_trick,
-                learnable_codebook,
+                learnable_codebook, sync_kmeans,
             ),
         )
+        self._init_sync(sync_codebook, sync_kmeans, vqp.ResidualVQ, kw)
 
     def forward(self, z: Tensor) -> QuantizerOutput:
         """``z [B, D, T] -> QuantizerOutput`` (codes ``[B, K, T]``)."""
@@ -117,7 +185,7 @@ class ResidualVQ(Quantizer):
         return FrozenVQ(cbs, w_in, b_in, w_out, b_out, distance="lib")
 
 
-class GroupedResidualVQ(Quantizer):
+class GroupedResidualVQ(_DistributedSync, Quantizer):
     """Grouped residual VQ (HiFi-Codec): the latent is split into ``groups`` channel groups, each
     quantized by its own residual VQ. ``num_codebooks = groups * levels``.
 
@@ -126,8 +194,8 @@ class GroupedResidualVQ(Quantizer):
         groups: channel groups.
         levels: residual stages per group.
         codebook_size, codebook_dim, kmeans_init, kmeans_iters, decay, threshold_ema_dead_code,
-        commitment_weight, quantizer_dropout, quantizer_dropout_cutoff, rotation_trick, learnable_codebook:
-            as in :class:`ResidualVQ`.
+        commitment_weight, quantizer_dropout, quantizer_dropout_cutoff, rotation_trick, learnable_codebook,
+        sync_codebook, sync_kmeans: as in :class:`ResidualVQ`.
     """
 
     def __init__(
@@ -146,6 +214,8 @@ class GroupedResidualVQ(Quantizer):
         quantizer_dropout_cutoff: int = 0,
         rotation_trick: bool = False,
         learnable_codebook: bool = False,
+        sync_codebook: bool = True,
+        sync_kmeans: bool = True,
     ):
         super().__init__()
         if dim % groups:
@@ -155,7 +225,7 @@ class GroupedResidualVQ(Quantizer):
         self.levels = levels
         self.num_codebooks = groups * levels
         self.codebook_size = codebook_size
-        self.vq = vqp.GroupedResidualVQ(
+        kw: dict[str, Any] = dict(
             dim=dim,
             groups=groups,
             num_quantizers=levels,
@@ -165,9 +235,10 @@ class GroupedResidualVQ(Quantizer):
             quantize_dropout_cutoff_index=quantizer_dropout_cutoff,
             **_vq_kwargs(
                 kmeans_init, kmeans_iters, decay, threshold_ema_dead_code, commitment_weight, rotation_trick,
-                learnable_codebook,
+                learnable_codebook, sync_kmeans,
             ),
         )
+        self._init_sync(sync_codebook, sync_kmeans, vqp.GroupedResidualVQ, kw)
 
     def forward(self, z: Tensor) -> QuantizerOutput:
         self._check_latent(z)

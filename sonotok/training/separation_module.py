@@ -12,19 +12,17 @@ to :func:`run_separation_training`.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Dict, Mapping, Optional
 
-import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from sonotok.losses.separation import sisnr_improvement
-from sonotok.training.codec_module import _lr_lambda
+from sonotok.training.base import TrainingModule
 
 
-class SeparationLightningModule(pl.LightningModule):
+class SeparationLightningModule(TrainingModule):
     """Trains a separator ``mix [B, 1, T] -> sources [B, S, T]``.
 
     Args:
@@ -32,38 +30,38 @@ class SeparationLightningModule(pl.LightningModule):
         losses: ``name -> loss module`` called as ``loss(est, ref) -> dict``.
         weights: ``{metric key: weight}`` (e.g. ``{"sep/sisnr": 1.0}``).
         optimizer: ``functools.partial`` building the optimizer from parameters.
-        warmup_steps, lr_decay, total_steps, min_lr_ratio: learning-rate schedule (as the codec module).
+        warmup_steps, lr_decay, total_steps, min_lr_ratio, total_minutes: learning-rate schedule (as the
+            codec module, :class:`~sonotok.training.base.TrainingModule`).
         grad_clip: gradient-norm clip (the paper uses 5; ``0`` disables).
         log_audio_examples: validation mixtures logged as audio.
         model_config: the resolved config node that builds ``separator`` (stored in checkpoints).
+        **unused: the codec schedule keys a shared ``schedule`` node may carry (``disc_start_step``,
+            ``disc_grad_clip``); anything else is a ``TypeError`` naming the key.
     """
+
+    model_attr = "separator"
+    _CODEC_ONLY = frozenset({"disc_start_step", "disc_grad_clip"})
 
     def __init__(self, separator: nn.Module, losses: Mapping[str, nn.Module], weights: Mapping[str, float],
                  optimizer: Optional[Callable[..., torch.optim.Optimizer]] = None, warmup_steps: int = 0,
                  lr_decay: str = "none", total_steps: int = 100_000, min_lr_ratio: float = 0.1,
                  grad_clip: float = 5.0, log_audio_examples: int = 2, model_config: Optional[Mapping] = None,
-                 **unused: Any):
-        super().__init__()
-        self.automatic_optimization = False
+                 total_minutes: Optional[float] = None, **unused: Any):
+        unknown = sorted(set(unused) - self._CODEC_ONLY)
+        if unknown:
+            raise TypeError(f"SeparationLightningModule: unknown schedule keys {unknown}")
+        super().__init__(
+            weights, warmup_steps=warmup_steps, lr_decay=lr_decay, total_steps=total_steps,
+            min_lr_ratio=min_lr_ratio, total_minutes=total_minutes, grad_clip=grad_clip,
+            log_audio_examples=log_audio_examples, model_config=model_config,
+        )
         self.separator = separator
         self.losses = nn.ModuleDict({k: v for k, v in losses.items() if v is not None})
-        self.weights = {str(k): float(v) for k, v in dict(weights).items()}
         self.optimizer_fn = optimizer or (lambda p: torch.optim.Adam(p, lr=1e-3))
-        self.warmup_steps = int(warmup_steps)
-        self.lr_decay = lr_decay
-        self.total_steps = int(total_steps)
-        self.min_lr_ratio = float(min_lr_ratio)
-        self.grad_clip = float(grad_clip)
-        self.log_audio_examples = int(log_audio_examples)
-        self.model_config = model_config
-        self.register_buffer("gen_steps", torch.zeros((), dtype=torch.long))
-        self._t0: Optional[float] = None
-        self.batches_this_run = 0
 
     def configure_optimizers(self):
         opt = self.optimizer_fn(self.separator.parameters())
-        fn = _lr_lambda(self.warmup_steps, self.lr_decay, self.total_steps, self.min_lr_ratio)
-        return [opt], [torch.optim.lr_scheduler.LambdaLR(opt, fn)]
+        return [opt], [self.scheduled(opt, self.grad_clip)]
 
     def compute_losses(self, est: Tensor, ref: Tensor) -> Dict[str, Tensor]:
         out: Dict[str, Tensor] = {}
@@ -71,35 +69,24 @@ class SeparationLightningModule(pl.LightningModule):
             out.update(m(est, ref))
         return out
 
-    def weighted_total(self, losses: Dict[str, Tensor]) -> Tensor:
-        terms = [v * self.weights[k] for k, v in losses.items() if self.weights.get(k, 0.0)]
-        if not terms:
-            raise ValueError(f"no loss has a non-zero weight: losses {sorted(losses)}, weights {self.weights}")
-        return torch.stack(terms).sum()
-
     def training_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Tensor:
-        if self._t0 is None:
-            self._t0 = time.perf_counter()
+        self._tick()
         opt = self.optimizers()
         sched = self.lr_schedulers()
         mix, ref = batch["mix"], batch["sources"]
-        est = self.separator(mix)
-        losses = self.compute_losses(est, ref)
-        total = self.weighted_total(losses)
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(total)
-        if self.grad_clip > 0:
-            self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+        with self.optimizing(opt):
+            est = self.separator(mix)
+            losses = self.compute_losses(est, ref)
+            total = self.weighted_total(losses)
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(total)
         opt.step()
+        opt.zero_grad(set_to_none=True)
         sched.step()
-        self.gen_steps += 1
-        self.batches_this_run += 1
+        self.end_step()
         logs = {k: v.detach() for k, v in losses.items()}
         logs["loss"] = total.detach()
-        logs["lr"] = torch.tensor(opt.param_groups[0]["lr"])
-        logs["minutes"] = torch.tensor((time.perf_counter() - self._t0) / 60.0)
-        self.log_dict({f"train/{k}": v for k, v in logs.items()}, on_step=True, on_epoch=False)
-        self.log("step", self.gen_steps.float(), prog_bar=True, on_step=True, on_epoch=False)
+        self.log_train(logs, opt.param_groups[0]["lr"])
         return total.detach()
 
     def validation_step(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
@@ -114,20 +101,10 @@ class SeparationLightningModule(pl.LightningModule):
             self._log_examples(mix[0], est[0], batch_idx)
 
     def _log_examples(self, mix: Tensor, est: Tensor, idx: int) -> None:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
         sr = int(getattr(self.separator, "sample_rate", 8000))
-        for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                exp, step = logger.experiment, int(self.gen_steps)
-                exp.add_audio(f"audio/{idx}/mix", mix.float().mean(0).clamp(-1, 1).cpu(), step, sample_rate=sr)
-                for s in range(est.shape[0]):
-                    exp.add_audio(f"audio/{idx}/source{s + 1}", est[s].float().clamp(-1, 1).cpu(), step, sample_rate=sr)
-
-    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        if self.model_config is not None:
-            checkpoint["sonotok_model_config"] = OmegaConf.to_container(OmegaConf.create(self.model_config), resolve=True)
-            checkpoint["sonotok_model_prefix"] = "separator."
+        self.log_audio(f"audio/{idx}/mix", mix, sr)
+        for s in range(est.shape[0]):
+            self.log_audio(f"audio/{idx}/source{s + 1}", est[s], sr)
 
 
 def build_separation_module(cfg: DictConfig) -> SeparationLightningModule:

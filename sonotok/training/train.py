@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
@@ -25,17 +26,75 @@ def _instantiate_mapping(node: Optional[DictConfig]) -> List[Any]:
     return [instantiate(v) for v in node.values() if v is not None]
 
 
+def _checkpoint_step(path: Path) -> Optional[int]:
+    """The generator step a checkpoint was written at, or ``None`` when it is unreadable (cut short by a kill)."""
+    import torch
+
+    try:
+        # mmap: only the pickle is read, not the tensors; a truncated zip has no central directory and fails
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        return int(ckpt["global_step"])
+    except Exception as e:  # noqa: BLE001 - any unreadable file is skipped, with the reason
+        warnings.warn(f"checkpoint {path} is unreadable and skipped ({type(e).__name__}: {e})", stacklevel=3)
+        return None
+
+
 def resolve_resume(cfg: DictConfig) -> Optional[str]:
-    """``resume: auto`` -> last checkpoint of ``out_dir`` if any; a path -> that path; null -> none."""
+    """``resume: auto`` -> the newest readable checkpoint of ``out_dir/checkpoints`` (``last.ckpt`` or one of
+    the step checkpoints kept besides it) if any; a path -> that path; null -> none.
+
+    A checkpoint truncated by a kill is skipped with a warning, so the run resumes from the previous one.
+    """
     resume = cfg.get("resume")
     if resume in (None, "", "null", "none"):
         return None
     if resume == "auto":
-        last = Path(cfg.out_dir) / "checkpoints" / "last.ckpt"
-        return str(last) if last.is_file() else None
+        ckpt_dir = Path(cfg.out_dir) / "checkpoints"
+        if not ckpt_dir.is_dir():
+            return None
+        best: Optional[Tuple[int, int, float, Path]] = None
+        for p in ckpt_dir.glob("*.ckpt"):
+            step = _checkpoint_step(p)
+            if step is None:
+                continue
+            key = (step, int(p.name == "last.ckpt"), p.stat().st_mtime, p)
+            if best is None or key[:3] > best[:3]:
+                best = key
+        return str(best[3]) if best is not None else None
     if not Path(resume).is_file():
         raise FileNotFoundError(f"resume checkpoint {resume}: no such file")
     return str(resume)
+
+
+def build_codec(cfg: DictConfig) -> Tuple[Any, Dict[str, Any]]:
+    """The codec to train and the config node that rebuilds it.
+
+    ``init_from=DIR`` (a model directory, e.g. one written by ``sonotok import``, or a shipped model name):
+    the codec is built from ``DIR/config.yaml`` (allow-listed targets only) with ``DIR``'s weights, in place
+    of the preset's ``codec`` node; checkpoints and the final model directory then carry ``DIR``'s config.
+    Otherwise the ``codec`` node of the composed config.
+    """
+    from hydra.utils import instantiate
+
+    init_from = cfg.get("init_from")
+    if not init_from:
+        return instantiate(cfg.codec), OmegaConf.to_container(cfg.codec, resolve=True)
+    from sonotok.errors import ModelLoadError
+    from sonotok.model_io import CONFIG_NAME, load_model, resolve_model_path, upgrade_targets
+
+    path = resolve_model_path(init_from)
+    if not path.is_dir():
+        raise ModelLoadError(f"init_from={init_from}: not a model directory (a directory with {CONFIG_NAME})")
+    codec = load_model(path).train()
+    model_config = upgrade_targets(OmegaConf.to_container(OmegaConf.load(path / CONFIG_NAME), resolve=True))
+    sr = getattr(codec, "sample_rate", None)
+    data_sr = cfg.get("data", {}).get("sample_rate") if cfg.get("data") is not None else None
+    if sr is not None and data_sr is not None and int(data_sr) != int(sr):
+        raise ValueError(
+            f"init_from={init_from}: the model runs at {sr} Hz but data.sample_rate is {data_sr}; "
+            f"add sample_rate={sr} (or data.sample_rate={sr}) to the command line"
+        )
+    return codec, model_config
 
 
 def build_module(cfg: DictConfig):
@@ -46,7 +105,7 @@ def build_module(cfg: DictConfig):
     # (config nodes are instantiated), e.g. the semantic teacher and loss of issue 6.
     module_cls = get_class(cfg.get("module_target") or "sonotok.training.codec_module.CodecLightningModule")
     extra = {k: instantiate(v) if OmegaConf.is_config(v) else v for k, v in (cfg.get("module_kwargs") or {}).items()}
-    codec = instantiate(cfg.codec)
+    codec, model_config = build_codec(cfg)
     if cfg.get("compile"):
         # torch.compile the offline forward of encoder and decoder in place: state-dict keys, saving and
         # the eager streaming step() are unchanged (bench/train_speed.py measures the gain)
@@ -65,7 +124,7 @@ def build_module(cfg: DictConfig):
         discriminator=disc,
         optimizer=instantiate(cfg.optim.generator),
         disc_optimizer=instantiate(cfg.optim.discriminator),
-        model_config=OmegaConf.to_container(cfg.codec, resolve=True),
+        model_config=model_config,
         **schedule,
         **extra,
     )
@@ -141,7 +200,7 @@ def run_training(cfg: DictConfig) -> Dict[str, Any]:
     module, trainer, summary, minutes = fit_from_config(cfg, build_module)
     if trainer.is_global_zero and cfg.get("export_dir") and not trainer.fast_dev_run:
         extra = {"train_steps": int(module.gen_steps), "train_minutes_last_run": round(minutes, 2)}
-        save_model(module.codec, cfg.export_dir, OmegaConf.to_container(cfg.codec, resolve=True), extra=extra)
+        save_model(module.codec, cfg.export_dir, module.model_config, extra=extra)
         summary["model_dir"] = str(cfg.export_dir)
         print(f"model saved to {cfg.export_dir} (load with sonotok.load)")
     return summary

@@ -68,11 +68,10 @@ def test_interrupted_training_resumes_to_the_same_step(synth_folder, tmp_path):
     cfg = small(synth_folder, out, 12)
     assert resolve_resume(cfg) == str(ckpt)
     s2 = run_training(cfg)
-    # with the GAN on from step 2, Lightning counts two optimizer steps per batch (generator and
-    # discriminator); gen_steps counts batches: 12 = g + (g - 2) -> g = 7
+    # max_steps, global_step and gen_steps all count generator steps (one per batch), GAN on or off
     assert s2["resumed_from"] == str(ckpt)
-    assert s2["steps"] == 7
-    assert s2["batches_this_run"] == 7 - 3, "the resumed run must not redo the first 3 steps"
+    assert s2["steps"] == 12
+    assert s2["batches_this_run"] == 12 - 3, "the resumed run must not redo the first 3 steps"
     final = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert int(final["state_dict"]["gen_steps"]) == s2["steps"]
     assert final["global_step"] == s2["global_step"] == 12

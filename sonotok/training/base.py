@@ -1,0 +1,329 @@
+"""The bookkeeping every sonotok training module shares (codec GAN, separation, semantic).
+
+:class:`TrainingModule` is a manual-optimization LightningModule that holds what does not depend on the
+model: the loss weighting (``loss.weights`` keyed like the logged metrics), the generator-step counter and
+training clock kept in checkpoints, the learning-rate schedule, gradient clipping after AMP unscaling,
+gradient synchronisation under DDP with one backward per optimizer, the training random-number state
+(exact resume), example logging and the model config stored in checkpoints so ``sonotok.load(ckpt)``
+rebuilds the model.
+
+Steps: ``trainer.max_steps``, ``trainer.global_step``, checkpoint cadence (``every_n_train_steps``), the
+logged ``step`` and the schedule all count **generator** steps (one per training batch): auxiliary
+optimizers (the discriminator) are stepped with :meth:`TrainingModule.step_auxiliary`, which Lightning does
+not count.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+
+def _lr_lambda(
+    warmup_steps: int,
+    decay: str,
+    total_steps: int,
+    min_ratio: float,
+    time_fraction: Optional[Callable[[], float]] = None,
+) -> Callable[[int], float]:
+    """Learning-rate factor per optimizer step: linear warm-up, then cosine or exponential decay.
+
+    The cosine runs over ``total_steps``, or, when ``time_fraction`` is given, over the training time
+    (``time_fraction()`` = elapsed / budget), so a run stopped by a wall-clock budget ends fully decayed
+    however many steps the machine managed.
+    """
+
+    def fn(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if decay == "cosine" and (time_fraction is not None or total_steps > warmup_steps):
+            if time_fraction is not None:
+                p = min(1.0, max(0.0, time_fraction()))
+            else:
+                p = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+            return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
+        if decay.startswith("exp"):
+            return max(min_ratio, 0.999996 ** max(0, step - warmup_steps))
+        return 1.0
+
+    return fn
+
+
+def _rng_state() -> Dict[str, Any]:
+    """The process's random-number state as tensors and plain values (loads with ``weights_only=True``)."""
+    np_state = np.random.get_state()
+    state: Dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class TrainingModule(pl.LightningModule):
+    """Base of the training modules (manual optimization; subclasses write ``training_step``).
+
+    Args:
+        weights: ``{metric key: weight}``; keys absent get weight 0 (logged but not optimised).
+        warmup_steps: linear learning-rate warm-up (generator steps).
+        lr_decay: ``"none"``, ``"cosine"`` or ``"exponential"``.
+        total_steps: horizon of the cosine decay (generator steps).
+        min_lr_ratio: floor of the decay.
+        total_minutes: horizon of the cosine decay in minutes of training (wall clock between training
+            steps, validation included, as Lightning's ``max_time`` counts it; carried over on resume);
+            replaces ``total_steps`` when set.
+        grad_clip: gradient-norm clip of the main optimizer (``0`` disables); applied after AMP unscaling.
+        log_audio_examples: number of validation files logged as audio (and spectrogram images).
+        model_config: the resolved config node that builds the trained model (stored in checkpoints so a
+            checkpoint alone rebuilds the model).
+
+    Subclasses set :attr:`model_attr` (the attribute holding the model saved as the model directory).
+    """
+
+    #: attribute name of the trained model; checkpoints store ``"<model_attr>."`` as the state-dict prefix
+    model_attr = "model"
+
+    def __init__(
+        self,
+        weights: Mapping[str, float],
+        warmup_steps: int = 0,
+        lr_decay: str = "none",
+        total_steps: int = 100_000,
+        min_lr_ratio: float = 0.1,
+        total_minutes: Optional[float] = None,
+        grad_clip: float = 1.0,
+        log_audio_examples: int = 2,
+        model_config: Optional[Mapping] = None,
+    ):
+        super().__init__()
+        self.automatic_optimization = False
+        self.weights = {str(k): float(v) for k, v in dict(weights).items()}
+        self.warmup_steps = int(warmup_steps)
+        self.lr_decay = lr_decay
+        self.total_steps = int(total_steps)
+        self.min_lr_ratio = float(min_lr_ratio)
+        self.total_minutes = float(total_minutes) if total_minutes else None
+        self.grad_clip = float(grad_clip)
+        self.log_audio_examples = int(log_audio_examples)
+        self.model_config = model_config
+        self.train_seconds = 0.0  # training wall time; saved in checkpoints (time-based schedule)
+        self._last_step_time: Optional[float] = None
+        # generator steps taken; a buffer so checkpoints restore it exactly
+        self.register_buffer("gen_steps", torch.zeros((), dtype=torch.long))
+        self._t0: Optional[float] = None
+        self.batches_this_run = 0  # not saved: tells a resumed run from a fresh one
+        self._train_rng: Optional[Dict[str, Any]] = None
+        self._clip: Dict[int, float] = {}  # id(optimizer) -> clip value
+
+    # ----------------------------------------------------------------- schedule and clock
+    def lr_lambda(self) -> Callable[[int], float]:
+        return _lr_lambda(self.warmup_steps, self.lr_decay, self.total_steps, self.min_lr_ratio, self._time_fraction())
+
+    def scheduled(self, optimizer: torch.optim.Optimizer, clip: float) -> torch.optim.lr_scheduler.LambdaLR:
+        """The schedule of ``optimizer`` (registering its gradient clip)."""
+        self._clip[id(optimizer)] = float(clip)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_lambda())
+
+    def _time_fraction(self) -> Optional[Callable[[], float]]:
+        if self.total_minutes is None:
+            return None
+        return lambda: self.train_seconds / (60.0 * self.total_minutes)
+
+    def _tick(self) -> None:
+        """Add the wall time since the previous training step to ``train_seconds``."""
+        now = time.perf_counter()
+        if self._t0 is None:
+            self._t0 = now
+        if self._last_step_time is not None:
+            self.train_seconds += now - self._last_step_time
+        self._last_step_time = now
+        if self.total_minutes is not None and self._distributed():
+            # every rank must take the same learning rate (DDP keeps parameters equal only if the updates are)
+            t = torch.tensor(self.train_seconds, dtype=torch.float64, device=self.device)
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+            self.train_seconds = float(t)
+
+    # ----------------------------------------------------------------- losses
+    def weighted_total(self, losses: Dict[str, Tensor]) -> Tensor:
+        """``sum(weights[k] * losses[k])`` over the keys with a non-zero weight."""
+        terms = [v * self.weights[k] for k, v in losses.items() if self.weights.get(k, 0.0)]
+        if not terms:
+            raise ValueError(f"no loss has a non-zero weight: losses {sorted(losses)}, weights {self.weights}")
+        total = terms[0]
+        for t in terms[1:]:
+            total = total + t
+        return total
+
+    # ----------------------------------------------------------------- distributed
+    @staticmethod
+    def _distributed() -> bool:
+        return torch.distributed.is_available() and torch.distributed.is_initialized() \
+            and torch.distributed.get_world_size() > 1
+
+    def setup(self, stage: str) -> None:
+        # the process group exists now: quantizers built before it turn on their codebook synchronisation
+        for m in self.modules():
+            if m is not self and callable(getattr(m, "setup_distributed", None)):
+                m.setup_distributed()
+
+    @contextmanager
+    def _no_ddp_sync(self) -> Iterator[None]:
+        """Backward without DDP's reducer (gradients are all-reduced per optimizer by :meth:`_sync_grads`)."""
+        strategy = self._trainer.strategy if self._trainer is not None else None
+        block = getattr(strategy, "block_backward_sync", None)
+        if block is None or not self._distributed():
+            yield
+            return
+        with block():
+            yield
+
+    def _sync_grads(self, params: Sequence[nn.Parameter]) -> None:
+        """Average the gradients of ``params`` over the ranks in one all-reduce per 32 MiB.
+
+        A parameter without a gradient on every rank keeps ``grad=None`` (like DDP's unused parameters);
+        one with a gradient on some ranks gets the average with zeros elsewhere.
+        """
+        if not self._distributed():
+            return
+        params = [p for p in params if p.requires_grad]
+        world = torch.distributed.get_world_size()
+        limit = 8 * 2 ** 20  # elements per bucket
+        bucket: List[nn.Parameter] = []
+        size = 0
+        for p in [*params, None]:
+            if p is not None:
+                bucket.append(p)
+                size += p.numel()
+            if bucket and (p is None or size >= limit):
+                ref = bucket[0]
+                flat = [(q.grad if q.grad is not None else torch.zeros_like(q)).reshape(-1).to(ref.dtype) for q in bucket]
+                used = torch.tensor([q.grad is not None for q in bucket], dtype=ref.dtype, device=ref.device)
+                buf = torch.cat([*flat, used])
+                torch.distributed.all_reduce(buf)
+                offset = 0
+                for i, q in enumerate(bucket):
+                    n = q.numel()
+                    if buf[size + i] > 0:
+                        g = (buf[offset : offset + n] / world).view_as(q).to(q.dtype)
+                        if q.grad is None:
+                            q.grad = g
+                        else:
+                            q.grad.copy_(g)
+                    offset += n
+                bucket, size = [], 0
+
+    @contextmanager
+    def optimizing(self, optimizer: Any) -> Iterator[None]:
+        """The forward and backward of one optimizer's loss: ``with self.optimizing(opt): ...manual_backward(loss)``.
+
+        Inside, only ``optimizer``'s parameters require gradients (Lightning's ``toggle_optimizer``), so the
+        other models (the discriminator in the generator step) compute no gradients; the backward runs
+        without DDP's reducer and on exit the gradients of ``optimizer``'s parameters are averaged over the
+        ranks. One backward per optimizer, no unused-parameter search, no gradient all-reduced for a model
+        that does not step.
+        """
+        opt = getattr(optimizer, "optimizer", optimizer)
+        params = [p for g in opt.param_groups for p in g["params"]]
+        self.toggle_optimizer(optimizer)
+        try:
+            with self._no_ddp_sync():
+                yield
+        finally:
+            self.untoggle_optimizer(optimizer)
+        self._sync_grads(params)
+
+    def step_auxiliary(self, optimizer: Any, scheduler: Optional[Any] = None) -> None:
+        """Step an auxiliary optimizer (the discriminator) without counting it as a training step.
+
+        Lightning counts every optimizer step in ``global_step``; the auxiliary step keeps its precision
+        handling (AMP unscaling, clipping in :meth:`on_before_optimizer_step`) but not the count, so
+        ``max_steps``, checkpoint cadence and the logged step are generator steps.
+        """
+        before, after = optimizer._on_before_step, optimizer._on_after_step
+        profiler = self.trainer.profiler
+        optimizer._on_before_step = lambda: profiler.start("optimizer_step")
+        optimizer._on_after_step = lambda: profiler.stop("optimizer_step")
+        try:
+            optimizer.step()
+        finally:
+            optimizer._on_before_step, optimizer._on_after_step = before, after
+        optimizer.zero_grad(set_to_none=True)
+        if scheduler is not None:
+            scheduler.step()
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Lightning calls this after the AMP scaler has unscaled the gradients (16-mixed): clip here
+        clip = self._clip.get(id(optimizer), self.grad_clip)
+        if clip > 0:
+            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+
+    # ----------------------------------------------------------------- random state (exact resume)
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # training draws its random numbers from its own stream: validation, loader iterators or a resume
+        # between two steps do not shift it (quantizer dropout, bypass), and checkpoints carry it
+        if self._train_rng is not None:
+            _set_rng_state(self._train_rng)
+
+    def end_step(self) -> None:
+        """Count the generator step and keep the training random state (call at the end of ``training_step``)."""
+        self.gen_steps += 1
+        self.batches_this_run += 1
+        self._train_rng = _rng_state()
+
+    # ----------------------------------------------------------------- logging
+    def log_train(self, logs: Dict[str, Tensor], lr: float) -> None:
+        logs = dict(logs)
+        logs["lr"] = torch.tensor(lr)
+        logs["minutes"] = torch.tensor((time.perf_counter() - (self._t0 or time.perf_counter())) / 60.0)
+        self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=False, on_step=True, on_epoch=False)
+        self.log("step", self.gen_steps.float(), prog_bar=True, on_step=True, on_epoch=False)
+
+    def tensorboard_writers(self) -> List[Any]:
+        """The ``SummaryWriter`` of every TensorBoard logger (rank 0 only)."""
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        if self.global_rank != 0:
+            return []
+        return [lg.experiment for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
+
+    def log_audio(self, tag: str, wav: Tensor, sample_rate: int) -> None:
+        """Log ``wav [C, T]`` (channels averaged) or ``[T]`` at the current generator step."""
+        wav = wav.float()
+        wav = wav.mean(0) if wav.dim() > 1 else wav
+        for exp in self.tensorboard_writers():
+            exp.add_audio(tag, wav.clamp(-1, 1).cpu(), int(self.gen_steps), sample_rate=sample_rate)
+
+    # ----------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        checkpoint["sonotok_train_seconds"] = self.train_seconds
+        if self._train_rng is not None:
+            checkpoint["sonotok_rng"] = self._train_rng
+        if self.model_config is not None:
+            from omegaconf import OmegaConf
+
+            checkpoint["sonotok_model_config"] = OmegaConf.to_container(OmegaConf.create(self.model_config), resolve=True)
+            checkpoint["sonotok_model_prefix"] = f"{self.model_attr}."
+
+    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        self.train_seconds = float(checkpoint.get("sonotok_train_seconds", 0.0))
+        self._train_rng = checkpoint.get("sonotok_rng")
