@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 __all__ = ["add_parser", "run"]
 
@@ -35,6 +36,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--save-wavs", type=int, default=0, metavar="N", help="also write the first N reconstructions"
     )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of tables")
+    p.add_argument("--classic", action="append", default=[], metavar="SPEC",
+                   help="also score a classic codec on the same files: opus:<kbps> or codec2:<mode> "
+                   "(repeatable; e.g. --classic opus:6 --classic codec2:3200; needs opus-tools / codec2)")
+    p.add_argument("--html", default=None, metavar="DIR",
+                   help="write a listening page (players, spectrograms, metrics per file) to DIR")
+    p.add_argument("--html-files", type=int, default=8, metavar="N", help="files on the listening page (default 8)")
     p.set_defaults(func=run)
     return p
 
@@ -61,6 +68,26 @@ def run(args: argparse.Namespace) -> int:
             save_wavs=args.save_wavs,
             verbose=not args.json,
         )
+        files = [f["path"] for f in result["files"]]
+        if args.classic:
+            from sonotok.evaluation.classic import evaluate_classic, parse_classic
+            from sonotok.evaluation.report import format_comparison
+
+            ours = {f"sonotok {Path(args.model).name}": result["summary"]}
+            result["classic"] = {}
+            for spec in args.classic:
+                c = parse_classic(spec)
+                result["classic"][c.name] = evaluate_classic(c, files, codec.sample_rate, max_seconds=args.max_seconds)
+            if not args.json:
+                print("\nClassic codecs on the same files (delay-compensated, payload kbps):")
+                print(format_comparison({**ours, **{k: v["summary"] for k, v in result["classic"].items()}},
+                                        ["pesq_wb", "stoi", "si_sdr", "mel_distance", "bitrate_kbps"]))
+        if args.html:
+            from sonotok.evaluation.listening import write_listening_page
+
+            page = write_listening_page(args.html, files[: args.html_files], {f"sonotok {Path(args.model).name}": codec}, args.classic,
+                                        max_seconds=args.max_seconds or 10.0, num_codebooks=args.num_codebooks)
+            print(f"listening page: {page}", file=sys.stderr)
     except (SonotokError, ValueError) as err:
         print(f"sonotok eval: error: {err}", file=sys.stderr)
         return 1
