@@ -6,12 +6,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sonotok-installed
 DEB_PACKAGES := asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 asterisk-core-sounds-fr-g722 \
                 asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722 asterisk-moh-opsound-g722 \
-                opus-tools codec2
+                opus-tools codec2 chromium
 CORPUS ?= data/corpus
+CORPUS_JOBS ?= 2
 DEMO_MINUTES ?= 15
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install debian demo test lint clean
+.PHONY: install debian corpus demo test lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +22,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Debian packages with the offline speech corpus (needs root, as on CI).
+# System-wide Debian packages (needs root, as on CI): the Asterisk G.722 prompts and hold music that tests,
+# benchmarks and augmentation read from /usr/share/asterisk, and the Opus / Codec2 baselines. The corpus's
+# other speech packages (tuxpaint-stamps-default, fillets-ng-data*, festvox-ru, klettres-data, ...) are not
+# installed: `sonotok corpus build` fetches them itself, without root, into ~/.cache/sonotok/debian
+# (apt-get download + dpkg-deb -x), and so do the tests that need a few of them.
 debian:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -30,8 +35,10 @@ debian:
 	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y $$missing; \
 	fi
 
-demo: $(STAMP) debian
-	$(VENV)/bin/sonotok corpus build --out $(CORPUS)
+corpus: $(STAMP)
+	$(VENV)/bin/sonotok corpus build --out $(CORPUS) --jobs $(CORPUS_JOBS)
+
+demo: $(STAMP) debian corpus
 	$(VENV)/bin/sonotok demo --corpus $(CORPUS) --minutes $(DEMO_MINUTES)
 
 test: $(STAMP) debian
