@@ -62,6 +62,8 @@ class FrozenEuclideanRVQ(nn.Module):
     def encode(self, z: Tensor) -> Tensor:
         """``z [B, D, T] -> codes [B, K, T]`` int64."""
         b, _, t = z.shape
+        if t == 0:
+            return torch.zeros(b, self.num_codebooks, 0, dtype=torch.long, device=z.device)
         if self.has_proj:
             z = F.conv1d(z, self.proj_in)
         residual = z.transpose(1, 2).reshape(b * t, z.shape[1])
@@ -75,8 +77,6 @@ class FrozenEuclideanRVQ(nn.Module):
                 idx = dist.max(dim=-1).indices
             residual = residual - F.embedding(idx, cb)
             out.append(idx.view(b, t))
-        if len(out) == 0:
-            return torch.zeros(b, 0, t, dtype=torch.long, device=z.device)
         return torch.stack(out, dim=1)
 
     @torch.jit.export
@@ -85,10 +85,12 @@ class FrozenEuclideanRVQ(nn.Module):
         b, k_used, t = codes.shape
         assert k_used <= self.num_codebooks, "more codebooks than the quantizer has"
         acc = torch.zeros(b, t, self.codebooks.shape[-1], device=codes.device, dtype=self.codebooks.dtype)
+        if self.has_proj and t == 0:
+            return torch.zeros(b, self.proj_out.shape[0], 0, device=codes.device, dtype=self.codebooks.dtype)
         for k in range(k_used):
             acc = acc + F.embedding(codes[:, k], self.codebooks[k])
         y = acc.transpose(1, 2)
-        if self.has_proj:
+        if self.has_proj and t > 0:
             y = F.conv1d(y, self.proj_out)
         return y
 

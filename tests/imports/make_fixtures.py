@@ -69,6 +69,16 @@ def noise(n: int, seed: int, channels: int = 1) -> torch.Tensor:
     return (0.1 * torch.randn(1, channels, n, generator=g)).float()
 
 
+def random_codebook(residual: torch.Tensor, bins: int, g: torch.Generator) -> torch.Tensor:
+    """Gaussian codes with the mean and per-dimension spread of ``residual [N, d]``.
+
+    Not fitted to the data: every level removes only part of the residual, so deep levels still see
+    well-separated distances (a fitted table on few frames leaves residuals near zero, where the
+    nearest code is decided by rounding noise and any implementation difference looks like a bug).
+    """
+    return residual.mean(0) + 0.8 * residual.std(0) * torch.randn(bins, residual.shape[1], generator=g)
+
+
 def save(family: str, checkpoint_name: str, write_checkpoint, tensors: dict, meta: dict) -> None:
     from safetensors.torch import save_file
 
@@ -99,15 +109,14 @@ def make_encodec() -> None:
     quant = qt.ResidualVectorQuantizer(dimension=dimension, n_q=n_q, bins=bins)
     bandwidths = [1.5, 3.0]
     model = encodec.EncodecModel(enc, dec, quant, bandwidths, sr, 1, normalize=False, name="encodec_24khz").eval()
-    # codebooks: latent frames of the model's own encoder on noise and speech, level by level on the residual
+    # codebooks: spread like the model's own latents on noise and speech, level by level on the residual
     train = torch.cat([noise(sr * 2, SEED + 1), speech_like(sr * 2, sr, SEED + 2)], -1)
     z = model.encoder(train)[0].t()  # [frames, dim]
     residual = z
     g = torch.Generator().manual_seed(SEED + 3)
     for layer in model.quantizer.vq.layers:
         cb = layer._codebook
-        idx = torch.randint(0, residual.shape[0], (bins,), generator=g)
-        cb.embed.copy_(residual[idx] + 0.05 * residual.std() * torch.randn(bins, dimension, generator=g))
+        cb.embed.copy_(random_codebook(residual, bins, g))
         cb.inited.fill_(1.0)
         residual = residual - cb.decode(cb.encode(residual))
     signals = {"speech": speech_like(9000, sr, SEED + 4), "noise": noise(9000, SEED + 5)}
@@ -173,7 +182,73 @@ def make_dac() -> None:
     make_dac_one(44100, [2, 4, 8, 8], "dac_44khz")
 
 
-FAMILIES = {"encodec": make_encodec, "dac": make_dac}
+# ------------------------------------------------------------------------------------------ Mimi
+@torch.no_grad()
+def make_mimi() -> None:
+    import copy
+
+    from moshi.models import loaders
+    from safetensors.torch import save_file
+
+    torch.manual_seed(SEED)
+    cfg = copy.deepcopy(loaders._mimi_config)
+    dim, n_q, bins = 32, 8, 512
+    cfg["seanet"].update(n_filters=4, dimension=dim)
+    cfg["transformer"].update(d_model=dim, num_layers=2, dim_feedforward=64, input_dimension=dim,
+                              output_dimensions=[dim])
+    cfg["quantizer"].update(dimension=16, n_q=n_q, bins=bins, input_dimension=dim, output_dimension=dim)
+    model = loaders.get_mimi(None, mimi_config=cfg, num_codebooks=n_q).eval()
+    g = torch.Generator().manual_seed(SEED + 1)
+    for name, p in model.named_parameters():  # layer scales off their 0.01 init, so the transformer matters
+        if name.endswith("layer_scale_1.scale") or name.endswith("layer_scale_2.scale"):
+            p.copy_(0.2 + 0.5 * torch.rand(p.shape, generator=g))
+    sr = 24000
+    train = torch.cat([noise(sr * 3, SEED + 2), speech_like(sr * 3, sr, SEED + 3)], -1)
+    emb = model._encode_to_unquantized_latent(train)  # [1, dim, frames]
+    for part in (model.quantizer.rvq_first, model.quantizer.rvq_rest):
+        residual = part.input_proj(emb)[0].t()  # [frames, 16]
+        for layer in part.vq.layers:
+            cb = layer._codebook
+            table = random_codebook(residual, bins, g)
+            usage = 0.5 + 1.5 * torch.rand(bins, generator=g)
+            cb.cluster_usage.copy_(usage)
+            cb.embedding_sum.copy_(table * usage[:, None])
+            cb._initialized.fill_(1.0)
+            cb._embedding = None
+            residual = residual - cb.decode(cb.encode(residual))
+    frame = model.frame_size
+    n_full = frame * 10
+    signals = {"speech": speech_like(n_full, sr, SEED + 4), "noise": noise(n_full, SEED + 5)}
+    lengths = [frame * 6, frame * 6 + 100, n_full - 7, n_full]
+    tensors = {f"input/{k}": v for k, v in signals.items()}
+    for k in (n_q, 4):
+        model.set_num_codebooks(k)
+        for name, wav in signals.items():
+            for n in lengths:
+                codes = model.encode(wav[..., :n])
+                tensors[f"codes/{k}/{name}/{n}"] = codes.long()
+                if k == n_q:
+                    tensors[f"audio/{name}/{n}"] = model.decode(codes)
+    model.set_num_codebooks(n_q)
+    for name, wav in signals.items():  # the reference's own streaming mode, one 80 ms frame per call
+        with model.streaming(1):
+            codes = torch.cat([model.encode(wav[..., i : i + frame]) for i in range(0, n_full, frame)], -1)
+        tensors[f"stream_codes/{name}"] = codes.long()
+        with model.streaming(1):
+            audio = torch.cat([model.decode(codes[..., i : i + 1]) for i in range(codes.shape[-1])], -1)
+        tensors[f"stream_audio/{name}"] = audio
+    meta = {
+        "family": "mimi", "package": "moshi", "version": version("moshi"), "sample_rate": sr,
+        "hop_length": frame, "lengths": lengths, "signals": list(signals), "num_codebooks": [n_q, 4],
+        "stream_length": n_full,
+        "config": {"dimension": dim, "n_filters": 4, "num_layers": 2, "dim_feedforward": 64, "codebook_dim": 16,
+                   "bins": bins, "n_q": n_q},
+    }
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save("mimi", "mimi_tiny.safetensors", lambda p: save_file(state, str(p)), tensors, meta)
+
+
+FAMILIES = {"encodec": make_encodec, "dac": make_dac, "mimi": make_mimi}
 
 
 def main() -> None:

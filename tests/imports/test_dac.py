@@ -21,22 +21,25 @@ def dac_model(dac_ref, tmp_path_factory):
     return load_model(out)
 
 
-def test_codes_and_audio_match_reference_at_every_length(dac_ref, dac_model):
+def test_codes_and_audio_match_reference_at_every_length(dac_ref, dac_model, assert_codes_match):
     hop = dac_ref.meta["hop_length"]
     assert dac_model.hop_length == hop and dac_model.sample_rate == dac_ref.meta["sample_rate"]
     assert dac_model.num_codebooks == dac_ref.meta["num_codebooks"]
     assert any(n % hop for n in dac_ref.meta["lengths"])
+    differ = 0
     for sig in dac_ref.meta["signals"]:
         for n in dac_ref.meta["lengths"]:
             wav = dac_ref[f"input/{sig}"][..., :n]
             ref = dac_ref[f"codes/{sig}/{n}"]
             codes = dac_model.encode(wav)
-            assert torch.equal(codes, ref), f"{sig} {n}: {(codes != ref).sum()} codes differ"
+            differ += assert_codes_match(codes, ref, dac_model, wav, f"{sig} {n}")
+            assert torch.equal(codes[:, :2], dac_model.encode(wav, num_codebooks=2))
             assert torch.equal(dac_model.encode(wav, num_codebooks=2), dac_ref[f"codes_k2/{sig}/{n}"])
             audio = dac_model.decode(ref)
             ref_audio = dac_ref[f"audio/{sig}/{n}"]
             assert audio.shape == ref_audio.shape
             assert (audio - ref_audio).abs().max() < 1e-4
+    assert differ == 0  # identical on this machine; elsewhere only float near-ties may move
     assert len(torch.unique(dac_ref[f"codes/noise/{dac_ref.meta['lengths'][-1]}"][0, 1])) > 10
 
 

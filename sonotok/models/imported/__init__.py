@@ -27,11 +27,18 @@ def _dac(sample_rate: int) -> Callable:
     return run
 
 
+def _mimi(path, num_codebooks: int | None = None, **_) -> Imported:
+    from sonotok.models.imported.mimi import read_mimi
+
+    return read_mimi(path, num_codebooks=8 if num_codebooks is None else num_codebooks)
+
+
 IMPORTERS: Dict[str, Callable[..., Imported]] = {
     "encodec_24khz": _encodec_24khz,
     "dac_16khz": _dac(16000),
     "dac_24khz": _dac(24000),
     "dac_44khz": _dac(44100),
+    "mimi": _mimi,
 }
 
 __all__ = ["IMPORTERS", "Imported"]
