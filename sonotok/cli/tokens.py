@@ -9,17 +9,43 @@ import sys
 
 
 def _load(args):
+    """The model on ``--device`` (an error, not a silent CPU run, when it cannot get there)."""
     import torch
 
     import sonotok
+    from sonotok.errors import SonotokError
 
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    codec = sonotok.load(args.model, map_location=args.device)
+    try:
+        device = torch.device(args.device)
+    except (RuntimeError, ValueError) as e:
+        raise SonotokError(f"--device {args.device}: not a torch device ({e})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SonotokError(f"--device {args.device}: no CUDA device is available here (torch {torch.__version__}, "
+                           f"CUDA build {torch.version.cuda}); use --device cpu")
+    codec = sonotok.load(args.model, map_location=device)
+    got = {t.device.type for t in codec.parameters()}
+    if got and got != {device.type}:
+        raise SonotokError(f"{args.model}: the model is on {sorted(got)} although --device {args.device} was asked")
     return codec
 
 
+def _run(fn, args) -> int:
+    from sonotok.errors import SonotokError
+
+    try:
+        return fn(args)
+    except SonotokError as e:
+        print(f"sonotok {getattr(args, 'command', None) or 'tokenize'}: error: {e}", file=sys.stderr)
+        return 2
+
+
 def _tokenize(args) -> int:
+    return _run(_tokenize_run, args)
+
+
+def _tokenize_run(args) -> int:
     from sonotok.tokenizer import format_summary, tokenize
 
     codec = _load(args)
@@ -31,14 +57,14 @@ def _tokenize(args) -> int:
         summary = tokenize_distributed(
             codec, args.inputs, args.out, num_codebooks=args.num_codebooks, batch_size=args.batch_size,
             channels=args.channels, accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
-            strategy=args.strategy,
+            strategy=args.strategy, verify=args.verify, lock_timeout=args.wait,
         )
     else:
         summary = tokenize(
             codec, args.inputs, args.out, num_codebooks=args.num_codebooks, batch_size=args.batch_size,
             fmt=args.format, shard_size=args.shard_size, channels=args.channels,
             long_file_seconds=args.long_file_seconds, chunk_seconds=args.chunk_seconds,
-            progress=not args.no_progress,
+            progress=not args.no_progress, verify=args.verify, lock_timeout=args.wait,
         )
     print(format_summary(summary, "tokenized"), file=sys.stderr)
     if args.summary_json:
@@ -47,6 +73,10 @@ def _tokenize(args) -> int:
 
 
 def _decode(args) -> int:
+    return _run(_decode_run, args)
+
+
+def _decode_run(args) -> int:
     from sonotok.tokenizer import decode_files, format_summary
 
     codec = _load(args)
@@ -64,8 +94,10 @@ def add_parser(subparsers) -> None:
         formatter_class=fmt,
         description="Encode audio to codes. Outputs mirror the inputs' relative paths under --out "
         "(.npy int16/int32 + .json metadata, or .safetensors shards) with manifest.jsonl listing what was "
-        "written and what failed and why. Re-running the same command resumes (finished files verified by "
-        "size and sha256 are skipped). Exit status 1 when any file failed.",
+        "written and what failed and why. Re-running the same command resumes (finished files whose size and "
+        "time match the manifest are skipped; --verify sha256 re-hashes them). One run at a time per --out: a "
+        "second one refuses (exit 2) or, with --wait, waits. Encoding is deterministic on CPU and CUDA (no TF32), "
+        "and the manifest records the device and precision of every file. Exit status 1 when any file failed.",
         epilog="examples:\n  sonotok tokenize --model runs/tiny/model data/corpus/train.jsonl --out codes/\n"
         "  sonotok tokenize --model default audio/ --out codes/ --num-codebooks 4 --format safetensors",
     )
@@ -83,8 +115,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--long-file-seconds", type=float, default=60.0,
                    help="stream files longer than this in bounded memory (default 60)")
     p.add_argument("--chunk-seconds", type=float, default=10.0, help="block size for long files")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (the model is loaded there)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--verify", choices=["stamp", "sha256"], default="stamp",
+                   help="how finished files are checked on resume: size + modification time (default) or sha256")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long for another run on the same --out to finish (default: refuse at once)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--summary-json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("--distributed", action="store_true", help="run on Lightning (Trainer.predict, DDP)")
@@ -104,7 +140,7 @@ def add_parser(subparsers) -> None:
     d.add_argument("--model", "-m", required=True)
     d.add_argument("--out", "-o", required=True)
     d.add_argument("--ignore-model-id", action="store_true", help="decode codes written by a different model id")
-    d.add_argument("--device", default="cpu")
+    d.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (the model is loaded there)")
     d.add_argument("--threads", type=int, default=None)
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=_decode)

@@ -3,7 +3,11 @@
 * :func:`tokenize` drives a whole corpus: inputs (files, recursive folders, JSONL manifests), outputs
   mirroring the inputs' relative paths (``.npy`` + ``.json`` sidecar, or ``.safetensors`` shards), a
   JSONL manifest of what was written and what failed (one-line reason), atomic writes and resume
-  (finished files verified by size + sha256 from the manifest are skipped).
+  (finished files whose size and modification time match the manifest are skipped, ``verify="sha256"``
+  re-hashes them; a source is matched however its path is spelt). One run at a time per output folder
+  (:class:`~sonotok.tokenizer.manifest.RunLock`). Encoding is deterministic on every device
+  (:func:`~sonotok.tokenizer.determinism.deterministic_encoding`) and each row records the code variant
+  (device kind, precision); finished files of another variant are encoded again, never mixed.
 * :func:`decode_files` turns code files back into audio after checking them against the model
   (:func:`sonotok.tokenizer.formats.validate_codes`).
 """
@@ -12,11 +16,13 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from sonotok.data.audio import audio_info, load_audio, save_audio
-from sonotok.errors import AudioError, CodesError
+from sonotok.errors import AudioError, CodesError, SonotokError
+from sonotok.tokenizer.determinism import deterministic_encoding, encoding_variant
 from sonotok.tokenizer.formats import (
     ShardWriter,
     codes_meta,
@@ -29,13 +35,18 @@ from sonotok.tokenizer.inputs import Item, collect_code_files, collect_inputs
 from sonotok.tokenizer.manifest import (
     DECODE_MANIFEST_NAME,
     MANIFEST_NAME,
+    RunLock,
     Summary,
     _codes_name,
     _Manifest,
     _one_line,
     _progress,
+    file_stamp,
     is_verified,
     remove_stale_temps,
+    same_source,
+    same_variant,
+    source_key,
 )
 from sonotok.tokenizer.ops import EncodedFile, decode_codes, encode_batch, encode_file_info
 
@@ -56,6 +67,8 @@ def tokenize(
     progress: bool = True,
     items: Optional[List[Item]] = None,
     manifest_name: str = MANIFEST_NAME,
+    verify: str = "stamp",
+    lock_timeout: Optional[float] = 0.0,
 ) -> Summary:
     """Tokenize a corpus to ``out_dir`` (see the module docstring).
 
@@ -71,6 +84,10 @@ def tokenize(
         max_batch_seconds: cap on the padded audio of one batch.
         progress: show a tqdm bar (files/s, audio hours/s).
         items: pre-collected items (instead of ``inputs``).
+        verify: how finished files are checked on resume: ``"stamp"`` (size + modification time, re-hashed
+            only when the time differs) or ``"sha256"`` (size + sha256 of every file).
+        lock_timeout: seconds to wait when another run holds ``out_dir`` (``0``: refuse at once with
+            :class:`~sonotok.tokenizer.manifest.RunLockedError`, ``None``: wait as long as it takes).
 
     Returns:
         :class:`Summary`; ``summary.failed > 0`` when any file failed (each is in the manifest with its reason).
@@ -81,9 +98,24 @@ def tokenize(
         codec.quantizer.check_num_codebooks(num_codebooks)
     k = int(num_codebooks or codec.num_codebooks)
     model_id = str(getattr(codec, "model_id", getattr(codec, "name", "codec")))
+    if batch_size > 1 and not getattr(codec, "causal", True):
+        warnings.warn(f"{model_id} is not causal: padding would change its codes, so files are encoded one at a "
+                      "time (batch_size=1)", stacklevel=2)
+        batch_size = 1
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out, lock_timeout), deterministic_encoding():
+        return _tokenize_locked(codec, inputs, out, num_codebooks, k, model_id, batch_size, fmt, shard_size, channels,
+                                long_file_seconds, chunk_seconds, max_batch_seconds, progress, items, manifest_name,
+                                verify)
+
+
+def _tokenize_locked(codec, inputs, out: Path, num_codebooks, k: int, model_id: str, batch_size: int, fmt: str,
+                     shard_size: int, channels: str, long_file_seconds: float, chunk_seconds: float,
+                     max_batch_seconds: float, progress: bool, items, manifest_name: str, verify: str) -> Summary:
+    """:func:`tokenize` once the output folder is locked and encoding is deterministic."""
     remove_stale_temps(out)
+    variant = encoding_variant(codec)
     items = collect_inputs(inputs) if items is None else items
     man = _Manifest(out / manifest_name)
     summary = Summary(out_dir=str(out))
@@ -92,7 +124,10 @@ def tokenize(
     shard_ok: Dict[str, bool] = {}
 
     def verified(rec: Dict[str, Any]) -> bool:
-        return is_verified(rec, out, model_id, k, fmt, shard_ok)
+        return is_verified(rec, out, model_id, k, fmt, shard_ok, variant=variant, verify=verify)
+
+    def other_variant(rec: Dict[str, Any]) -> bool:  # finished and intact, but made on another device/precision
+        return not same_variant(rec, variant) and is_verified(rec, out, model_id, k, fmt, shard_ok, verify=verify)
 
     def tick(seconds: float = 0.0) -> None:
         summary.audio_seconds += seconds
@@ -122,21 +157,21 @@ def tokenize(
         if shard is None or len(shard) == 0:
             return
         path = shard.close()
-        size, digest = path.stat().st_size, file_digest(path)
+        stamp, digest = file_stamp(path), file_digest(path)
         for row in shard_rows:
-            man.add({**row, "size": size, "sha256": digest})
+            man.add({**row, **stamp, "sha256": digest})
         shard, shard_rows = None, []
 
     def emit(it: Item, enc: EncodedFile) -> None:
         nonlocal shard, next_shard
         meta = codes_meta(codec, enc.codes.shape[-1], enc.num_samples, it.source, enc.duration, k)
-        row = {"status": "ok", "rel": it.rel, "source": it.source, "model_id": model_id, "num_codebooks": k,
-               "num_frames": int(enc.codes.shape[-1]), "duration": enc.duration, "sample_rate": enc.sample_rate,
-               "format": fmt}
+        row = {"status": "ok", "rel": it.rel, "source": it.source, "source_key": source_key(it.source),
+               "model_id": model_id, "num_codebooks": k, "num_frames": int(enc.codes.shape[-1]),
+               "duration": enc.duration, "sample_rate": enc.sample_rate, "format": fmt, **variant}
         if fmt == "npy":
             name = _codes_name(it.rel)
             path = save_codes(out / name, enc.codes, meta)
-            man.add({**row, "codes": name, "size": path.stat().st_size, "sha256": file_digest(path)})
+            man.add({**row, "codes": name, **file_stamp(path), "sha256": file_digest(path)})
         else:
             if shard is None:
                 shard = ShardWriter(out / f"shard-{next_shard:05d}.safetensors",
@@ -157,10 +192,13 @@ def tokenize(
                 fail(it, it.error)
                 continue
             rec = man.rows.get(it.rel)
-            if rec is not None and rec.get("source") == it.source and verified(rec):
-                summary.skipped += 1
-                bar.update(1)
-                continue
+            if rec is not None and same_source(rec, it.source):
+                if verified(rec):
+                    summary.skipped += 1
+                    bar.update(1)
+                    continue
+                if other_variant(rec):
+                    summary.reencoded += 1
             try:
                 info = audio_info(it.source)
             except AudioError as e:
@@ -176,7 +214,7 @@ def tokenize(
         for it, _info in long:
             try:
                 enc = encode_file_info(codec, it.source, num_codebooks, channels, long_file_seconds, chunk_seconds)
-            except (AudioError, OSError, ValueError) as e:
+            except (SonotokError, OSError, ValueError) as e:  # one file fails, the run goes on
                 fail(it, _one_line(e))
                 continue
             emit(it, enc)

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import soundfile as sf
 
 from sonotok.tokenizer import tokenize
 from sonotok.tokenizer.distributed import merge_manifests, tokenize_distributed
@@ -74,3 +75,75 @@ def test_cli_distributed_flag(tiny_model_dir, audio_dir, tmp_path):
     assert main(["tokenize", "-m", str(tiny_model_dir), str(audio_dir), "-o", str(out), "--distributed",
                  "--accelerator", "cpu", "--devices", "1", "--no-progress"]) == 0
     assert len(_rows(out)) == 6 and all(r["status"] == "ok" for r in _rows(out).values())
+
+
+class _FakeStrategy:
+    """Stands for a DDP strategy: ``broadcast`` returns rank 0's object, ``barrier`` is recorded."""
+
+    def __init__(self, rank0_obj=None):
+        self.rank0_obj = rank0_obj
+        self.calls = []
+        import torch
+
+        self.root_device = torch.device("cpu")
+
+    def broadcast(self, obj, src=0):
+        self.calls.append(("broadcast", src))
+        return obj if self.rank0_obj is None else self.rank0_obj
+
+    def barrier(self, name=None):
+        self.calls.append(("barrier", name))
+
+
+class _FakeTrainer:
+    def __init__(self, rank, strategy, module):
+        self.is_global_zero = rank == 0
+        self.strategy = strategy
+        self.lightning_module = module
+
+
+def _leftovers(out):
+    """What a killed run leaves: a rank manifest with a finished item, a half-written temp file."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.rank1.jsonl").write_text(json.dumps({"rel": "x.wav", "source": "x", "status": "failed",
+                                                          "reason": "killed"}) + "\n")
+    (out / ".f0.npy.abc.tmp").write_bytes(b"half")
+
+
+def test_only_rank_zero_merges_cleans_and_decides_behind_a_barrier(codec, audio_dir, tmp_path):
+    from sonotok.tokenizer.distributed import RunData, TokenizeModule
+    from sonotok.tokenizer.inputs import collect_inputs
+
+    out = tmp_path / "out"
+    _leftovers(out)
+    items = collect_inputs([audio_dir])
+    module = TokenizeModule(codec)
+    # rank 1 touches nothing: it takes rank 0's list and run id from the broadcast, after the barrier
+    rank0_todo, rank0_id = items[::-1], "rank0-run"
+    other = RunData(out, items, codec.model_id, codec.num_codebooks, codec.sample_rate, run_id="rank1-run")
+    strat1 = _FakeStrategy((rank0_todo, rank0_id))
+    other.trainer = _FakeTrainer(1, strat1, module)
+    other.setup("predict")
+    assert (out / "manifest.rank1.jsonl").exists() and (out / ".f0.npy.abc.tmp").exists()
+    assert other.todo == rank0_todo and other.run_id == "rank0-run"
+    assert [c[0] for c in strat1.calls] == ["broadcast", "barrier"]
+    # rank 0 folds in the rank file, removes the temp, and sorts what is left by duration
+    zero = RunData(out, items, codec.model_id, codec.num_codebooks, codec.sample_rate)
+    strat0 = _FakeStrategy()
+    zero.trainer = _FakeTrainer(0, strat0, module)
+    zero.setup("predict")
+    assert not (out / "manifest.rank1.jsonl").exists() and not (out / ".f0.npy.abc.tmp").exists()
+    assert json.loads((out / "manifest.jsonl").read_text())["reason"] == "killed"
+    durations = [sf.info(it.source).duration for it in zero.todo]
+    assert sorted(it.rel for it in zero.todo) == sorted(it.rel for it in items) and durations == sorted(durations)
+    assert [c[0] for c in strat0.calls] == ["broadcast", "barrier"]
+
+
+def test_distributed_rows_carry_the_run_and_variant(codec, audio_dir, tmp_path):
+    out = tmp_path / "d"
+    s = tokenize_distributed(codec, [audio_dir], out, batch_size=2, accelerator="cpu", devices=1)
+    rows = _rows(out)
+    assert s.written == 6 and {(r["device"], r["precision"]) for r in rows.values()} == {("cpu", "float32")}
+    assert len({r["run"] for r in rows.values()}) == 1
+    again = tokenize_distributed(codec, [audio_dir], out, batch_size=2, accelerator="cpu", devices=1)
+    assert (again.skipped, again.written) == (6, 0)  # nothing to do: no processes started
