@@ -10,6 +10,7 @@ import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
 from sonotok.data.dataset import AudioDataset, EpochSampler, SpeakerBalancedSampler, collate_pad
+from sonotok.data.loader import ResumableDataLoader
 
 Sources = str | os.PathLike | Sequence[str | os.PathLike]
 
@@ -118,7 +119,7 @@ class AudioDataModule(pl.LightningDataModule):
             )
 
     def _loader(self, ds, batch_size, sampler, drop_last):
-        return DataLoader(
+        return ResumableDataLoader(  # resumes mid-epoch from a checkpoint (sonotok.data.loader)
             ds,
             batch_size=batch_size,
             sampler=sampler,
