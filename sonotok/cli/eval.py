@@ -69,6 +69,14 @@ def run(args: argparse.Namespace) -> int:
             verbose=not args.json,
         )
         files = [f["path"] for f in result["files"]]
+        from sonotok.evaluation.cost import codec_cost
+
+        result["cost"] = codec_cost(codec)
+        if not args.json:
+            c = result["cost"]
+            print(f"\ncost: {c['parameters'] / 1e6:.2f} M parameters, encoder {c['encoder_mflops_per_s']:.0f} + decoder "
+                  f"{c['decoder_mflops_per_s']:.0f} = {c['total_mflops_per_s']:.0f} MFLOP/s, algorithmic latency "
+                  f"{c['latency_ms']:.1f} ms")
         if args.classic:
             from sonotok.evaluation.classic import evaluate_classic, parse_classic
             from sonotok.evaluation.report import format_comparison

@@ -135,3 +135,5 @@ def test_cli_eval_classic_section_and_html(tmp_path, capsys):
     meta = json.loads((tmp_path / "page" / "metrics.json").read_text())
     assert meta["systems"] == ["original", "sonotok tiny", "Opus 6 kbps", "Codec2 3200"]
     assert meta["sample_rate"] == codec.sample_rate
+    assert res["cost"]["parameters"] == sum(p.numel() for p in codec.parameters())
+    assert res["cost"]["encoder_mflops_per_s"] > 0 and res["cost"]["decoder_mflops_per_s"] > 0
