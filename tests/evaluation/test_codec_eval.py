@@ -99,7 +99,14 @@ def test_evaluate_mulaw(corpus, tmp_path, capsys):
     assert s["entropy_bitrate_kbps"] < s["bitrate_kbps"]
     assert 0.2 < result["codebooks"][0]["utilization"] <= 1.0
     assert 1 < result["codebooks"][0]["perplexity"] <= 256
-    assert s["rtf_encode"] > 0 and s["rtf_decode"] > 0
+    for key in ("rtf_encode", "rtf_decode"):  # compute seconds over audio seconds, not a mean of ratios
+        files = result["files"]
+        total = sum(f[key] * f["duration"] for f in files) / sum(f["duration"] for f in files)
+        assert s[key] == pytest.approx(total) and s[key] > 0
+    for key in ("pesq_wb", "stoi", "si_sdr", "mel_distance"):  # the summary is the mean of the files
+        assert s[key] == pytest.approx(sum(f[key] for f in result["files"]) / 2)
+    saved_wav, _ = sf.read(str(out / "wavs" / "0000_utt0.wav"), dtype="float32")
+    assert len(saved_wav) == int(2.0 * SR)  # the reconstruction, cropped to the input
     assert saved["summary"]["pesq_wb"] == pytest.approx(s["pesq_wb"])
 
 
