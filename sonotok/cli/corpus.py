@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -116,7 +117,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     b.add_argument("--sounds-root", default=None,
                    help=f"Asterisk sounds folder to read (default: {SOUNDS_ROOT} when installed, else fetched)")
     b.add_argument("--cache-dir", default=None, help="Debian package cache (default: ~/.cache/sonotok/debian)")
-    b.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    jobs = min(4, os.cpu_count() or 1)
+    b.add_argument("--jobs", type=int, default=jobs, help=f"worker processes (default: {jobs}, the cores up to 4)")
     b.set_defaults(func=_cmd_build)
 
     for name, helptext in (("stats", "hours, speakers, languages, bandwidth and licences per split"),

@@ -254,3 +254,12 @@ def test_real_packages_fields_split_transcripts(real_cache, tmp_path):
     assert s["splits"]["test"]["text_seconds"] > 0 and s["splits"]["test"]["speakers"] == 2
     notice = (out / "NOTICE.txt").read_text()
     assert "Armelle Desjardins" in notice and "Chu Lo" in notice
+
+
+def test_repository_notice_credits_every_source():
+    from sonotok.data.corpus.build import SOURCES
+    from sonotok.data.corpus.notice import notice_text
+
+    text = (Path(__file__).resolve().parents[2] / "NOTICE.txt").read_text(encoding="utf-8")
+    assert notice_text(list(SOURCES.values())) in text, "NOTICE.txt is stale: regenerate it from notice_text()"
+    assert "VISIBLE CREDIT REQUIRED" in text and "Marco Menardi and Paola Dal Zot" in text

@@ -77,8 +77,7 @@ def _safe(name: str) -> str:
 
 def _utterance(y: np.ndarray, sr: int, dst: Path) -> float:
     y = normalize_loudness(y, sr)
-    if not dst.exists():
-        save_audio(dst, y[None], sr, subtype="PCM_16")
+    save_audio(dst, y[None], sr, subtype="PCM_16")  # always: a file left by other settings must not be reused
     return round(len(y) / sr, 4)
 
 
@@ -341,7 +340,7 @@ def build_corpus(
     log(f"building corpus in {out} from {len(groups)} groups of sources {', '.join(names)}")
     rows: list[dict] = []
     if jobs > 1 and len(groups) > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as ex:
+        with ProcessPoolExecutor(max_workers=jobs, initializer=torch.set_num_threads, initargs=(1,)) as ex:
             results = list(ex.map(process_group, groups, [out] * len(groups), [params] * len(groups)))
     else:
         results = [process_group(g, out, params) for g in groups]

@@ -319,7 +319,7 @@ ASTERISK = Source(
     "asterisk",
     (),  # the G.722 packages depend on the languages chosen; see packages_for()
     "CC-BY-SA-3.0",
-    "Asterisk core sound prompts (c) Digium, Inc. / Sangoma, voices Allison Smith (en, es), June Wallack (fr), "
+    "Asterisk core sound prompts (c) Digium, Inc. / Sangoma, voices Allison (en, es), June (fr), "
     "Carlo (it) and the Russian IVR voice; Creative Commons Attribution-ShareAlike 3.0 Unported",
     _asterisk_groups,
     description="Asterisk core prompts, 16 kHz G.722 (en es fr it ru), transcripts",
@@ -338,8 +338,8 @@ ASTERISK_SOURCES = (
         "asterisk-it-menardi",
         ("asterisk-prompt-it-menardi-wav",),
         SOURCES_LICENCE["asterisk-it-menardi"],
-        "Italian Asterisk prompts: the sound files were made by Marco Menardi and Paola Dal Zot "
-        "(voice: Paola Dal Zot), http://www.voip.ammdomus.it - Copyright (C) 2006-2011 Marco Menardi e "
+        "Italian Asterisk prompts: the sound files were made by Marco Menardi and Paola Dal Zot, "
+        "http://www.voip.ammdomus.it - Copyright (C) 2006-2011 Marco Menardi e "
         "Paola Dal Zot; Creative Commons Attribuzione - Condividi allo stesso modo 3.0 Italia. The licence "
         "asks that end users be shown this credit visibly. The English prompt text is (c) Digium.",
         _prompt_source("asterisk-prompt-it-menardi-wav", "it_IT_f_Menardi", ".wav", "sndfile", "menardi", "it",
