@@ -13,10 +13,10 @@ FIXTURES = Path(__file__).parent / "fixtures"
 class Reference:
     """One family's fixture: the checkpoint path, the reference's tensors and its metadata."""
 
-    def __init__(self, family: str):
+    def __init__(self, family: str, base: Path = FIXTURES):
         from safetensors.torch import load_file
 
-        self.dir = FIXTURES / family
+        self.dir = Path(base) / family
         self.meta = json.loads((self.dir / "reference.json").read_text())
         self.checkpoint = self.dir / self.meta["checkpoint"]
         self.tensors = load_file(str(self.dir / "reference.safetensors"))

@@ -32,6 +32,7 @@ import torch
 
 OUT = Path(__file__).parent / "fixtures"
 SEED = 1234
+FULL = False  # --full: the released configurations (for the slow test; files are large, not committed)
 
 
 # ------------------------------------------------------------------------------------------ signals
@@ -102,13 +103,19 @@ def make_encodec() -> None:
     torch.manual_seed(SEED)
     sr, n_filters, dimension, n_q, bins = 24000, 2, 16, 4, 1024
     ratios = [8, 5, 4, 2]
-    enc = m.SEANetEncoder(channels=1, dimension=dimension, n_filters=n_filters, ratios=ratios,
-                          norm="weight_norm", causal=True)
-    dec = m.SEANetDecoder(channels=1, dimension=dimension, n_filters=n_filters, ratios=ratios,
-                          norm="weight_norm", causal=True)
-    quant = qt.ResidualVectorQuantizer(dimension=dimension, n_q=n_q, bins=bins)
-    bandwidths = [1.5, 3.0]
-    model = encodec.EncodecModel(enc, dec, quant, bandwidths, sr, 1, normalize=False, name="encodec_24khz").eval()
+    if FULL:  # the released causal 24 kHz model, exactly as the package builds it
+        model = encodec.EncodecModel.encodec_model_24khz(pretrained=False)
+        bandwidths = [1.5, 6.0, 24.0]
+        n_filters, dimension, n_q = 32, 128, 32
+    else:
+        enc = m.SEANetEncoder(channels=1, dimension=dimension, n_filters=n_filters, ratios=ratios,
+                              norm="weight_norm", causal=True)
+        dec = m.SEANetDecoder(channels=1, dimension=dimension, n_filters=n_filters, ratios=ratios,
+                              norm="weight_norm", causal=True)
+        quant = qt.ResidualVectorQuantizer(dimension=dimension, n_q=n_q, bins=bins)
+        bandwidths = [1.5, 3.0]
+        model = encodec.EncodecModel(enc, dec, quant, bandwidths, sr, 1, normalize=False, name="encodec_24khz")
+    model = model.eval()
     # codebooks: spread like the model's own latents on noise and speech, level by level on the residual
     train = torch.cat([noise(sr * 2, SEED + 1), speech_like(sr * 2, sr, SEED + 2)], -1)
     z = model.encoder(train)[0].t()  # [frames, dim]
@@ -138,7 +145,7 @@ def make_encodec() -> None:
         "signals": list(signals), "config": {"n_filters": n_filters, "dimension": dimension, "n_q": n_q,
                                              "bins": bins, "ratios": ratios},
     }
-    save("encodec_24khz", "encodec_tiny.th", lambda p: torch.save(model.state_dict(), p), tensors, meta)
+    save("encodec_24khz", f"encodec_{'full' if FULL else 'tiny'}.th", lambda p: torch.save(model.state_dict(), p), tensors, meta)
 
 
 # ------------------------------------------------------------------------------------------ DAC
@@ -148,8 +155,13 @@ def make_dac_one(sr: int, rates: list, family: str) -> None:
 
     torch.manual_seed(SEED)
     n_codebooks = 4
-    model = dac.DAC(encoder_dim=4, encoder_rates=rates, decoder_dim=32, decoder_rates=list(reversed(rates)),
-                    n_codebooks=n_codebooks, codebook_size=1024, codebook_dim=8, sample_rate=sr).eval()
+    if FULL:  # the released configuration (conf/final/*.yml): widths 64 / 1536, 12 / 32 / 9 codebooks
+        n_codebooks = {16000: 12, 24000: 32, 44100: 9}[sr]
+        model = dac.DAC(encoder_rates=rates, decoder_rates=list(reversed(rates)), n_codebooks=n_codebooks,
+                        sample_rate=sr).eval()
+    else:
+        model = dac.DAC(encoder_dim=4, encoder_rates=rates, decoder_dim=32, decoder_rates=list(reversed(rates)),
+                        n_codebooks=n_codebooks, codebook_size=1024, codebook_dim=8, sample_rate=sr).eval()
     g = torch.Generator().manual_seed(SEED + 1)
     for mod in model.modules():  # Snake slopes off their all-ones init, so every alpha is exercised
         if isinstance(mod, dac.nn.layers.Snake1d):
@@ -174,7 +186,7 @@ def make_dac_one(sr: int, rates: list, family: str) -> None:
         "sample_rate": sr, "hop_length": hop, "lengths": lengths, "signals": list(signals),
         "num_codebooks": n_codebooks, "config": {"encoder_dim": 4, "decoder_dim": 32, "rates": rates},
     }
-    save(family, f"{family}_tiny.pth", lambda p: model.save(str(p), package=False), tensors, meta)
+    save(family, f"{family}_{'full' if FULL else 'tiny'}.pth", lambda p: model.save(str(p), package=False), tensors, meta)
 
 
 def make_dac() -> None:
@@ -193,10 +205,13 @@ def make_mimi() -> None:
     torch.manual_seed(SEED)
     cfg = copy.deepcopy(loaders._mimi_config)
     dim, n_q, bins = 32, 8, 512
-    cfg["seanet"].update(n_filters=4, dimension=dim)
-    cfg["transformer"].update(d_model=dim, num_layers=2, dim_feedforward=64, input_dimension=dim,
-                              output_dimensions=[dim])
-    cfg["quantizer"].update(dimension=16, n_q=n_q, bins=bins, input_dimension=dim, output_dimension=dim)
+    if FULL:  # the released configuration: 512-dim, 8 layers, 32 codebooks of 2048
+        dim, n_q, bins = 512, 32, 2048
+    else:
+        cfg["seanet"].update(n_filters=4, dimension=dim)
+        cfg["transformer"].update(d_model=dim, num_layers=2, dim_feedforward=64, input_dimension=dim,
+                                  output_dimensions=[dim])
+        cfg["quantizer"].update(dimension=16, n_q=n_q, bins=bins, input_dimension=dim, output_dimension=dim)
     model = loaders.get_mimi(None, mimi_config=cfg, num_codebooks=n_q).eval()
     g = torch.Generator().manual_seed(SEED + 1)
     for name, p in model.named_parameters():  # layer scales off their 0.01 init, so the transformer matters
@@ -221,7 +236,7 @@ def make_mimi() -> None:
     signals = {"speech": speech_like(n_full, sr, SEED + 4), "noise": noise(n_full, SEED + 5)}
     lengths = [frame * 6, frame * 6 + 100, n_full - 7, n_full]
     tensors = {f"input/{k}": v for k, v in signals.items()}
-    for k in (n_q, 4):
+    for k in (n_q, 8 if FULL else 4):
         model.set_num_codebooks(k)
         for name, wav in signals.items():
             for n in lengths:
@@ -239,13 +254,13 @@ def make_mimi() -> None:
         tensors[f"stream_audio/{name}"] = audio
     meta = {
         "family": "mimi", "package": "moshi", "version": version("moshi"), "sample_rate": sr,
-        "hop_length": frame, "lengths": lengths, "signals": list(signals), "num_codebooks": [n_q, 4],
+        "hop_length": frame, "lengths": lengths, "signals": list(signals), "num_codebooks": [n_q, 8 if FULL else 4],
         "stream_length": n_full,
         "config": {"dimension": dim, "n_filters": 4, "num_layers": 2, "dim_feedforward": 64, "codebook_dim": 16,
                    "bins": bins, "n_q": n_q},
     }
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save("mimi", "mimi_tiny.safetensors", lambda p: save_file(state, str(p)), tensors, meta)
+    save("mimi", f"mimi_{'full' if FULL else 'tiny'}.safetensors", lambda p: save_file(state, str(p)), tensors, meta)
 
 
 FAMILIES = {"encodec": make_encodec, "dac": make_dac, "mimi": make_mimi}
@@ -253,10 +268,22 @@ FAMILIES = {"encodec": make_encodec, "dac": make_dac, "mimi": make_mimi}
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
+    ap.add_argument("families", nargs="*", metavar="FAMILY", help=f"any of {', '.join(FAMILIES)} (default all)")
+    ap.add_argument("--full", action="store_true", help="released configurations instead of the reduced ones")
+    ap.add_argument("--out", default=None, help="output directory (default tests/imports/fixtures; "
+                    "the full-size files are large: write them elsewhere)")
     args = ap.parse_args()
+    global FULL, OUT
+    unknown = sorted(set(args.families) - set(FAMILIES))
+    if unknown:
+        ap.error(f"unknown families {unknown}: choose from {', '.join(FAMILIES)}")
+    FULL = bool(args.full)
+    if args.out:
+        OUT = Path(args.out)
+    elif FULL:
+        ap.error("--full needs --out (the full-size files are not fixtures to commit)")
     torch.set_num_threads(1)
-    for fam in args.families:
+    for fam in args.families or list(FAMILIES):
         FAMILIES[fam]()
 
 
