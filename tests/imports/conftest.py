@@ -81,3 +81,9 @@ def assert_codes_match():
         return int(differ.sum())
 
     return check
+
+
+@pytest.fixture(scope="session")
+def reference_factory():
+    """``make(family, base=FIXTURES) -> Reference`` (test modules cannot import this conftest by name)."""
+    return Reference

@@ -20,8 +20,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import Reference
-
 from sonotok.cli.import_ import import_checkpoint
 from sonotok.model_io import load_model
 
@@ -52,12 +50,12 @@ def full_dir(tmp_path_factory) -> Path:
     return out
 
 
-def _check(model, ref: Reference, codes_key, wav, what, assert_codes_match):
+def _check(model, ref, codes_key, wav, what, assert_codes_match):
     return assert_codes_match(model.encode(wav), ref[codes_key], model, wav, what)
 
 
-def test_encodec_24khz_full_size(full_dir, tmp_path, assert_codes_match):
-    ref = Reference("encodec_24khz", full_dir)
+def test_encodec_24khz_full_size(full_dir, tmp_path, assert_codes_match, reference_factory):
+    ref = reference_factory("encodec_24khz", full_dir)
     for bw in ref.meta["bandwidths"]:
         model = load_model(import_checkpoint("encodec_24khz", ref.checkpoint, tmp_path / f"m{bw}", bandwidth=bw))
         assert model.num_codebooks == int(bw / 0.75)
@@ -71,8 +69,8 @@ def test_encodec_24khz_full_size(full_dir, tmp_path, assert_codes_match):
 
 
 @pytest.mark.parametrize("family", ["dac_16khz", "dac_44khz"])
-def test_dac_full_size(full_dir, tmp_path, family, assert_codes_match):
-    ref = Reference(family, full_dir)
+def test_dac_full_size(full_dir, tmp_path, family, assert_codes_match, reference_factory):
+    ref = reference_factory(family, full_dir)
     model = load_model(import_checkpoint(family, ref.checkpoint, tmp_path / "m"))
     for sig in ref.meta["signals"]:
         for n in ref.meta["lengths"]:
@@ -82,8 +80,8 @@ def test_dac_full_size(full_dir, tmp_path, family, assert_codes_match):
             assert (audio - ref[f"audio/{sig}/{n}"]).abs().max() < 1e-4
 
 
-def test_mimi_full_size(full_dir, tmp_path, assert_codes_match):
-    ref = Reference("mimi", full_dir)
+def test_mimi_full_size(full_dir, tmp_path, assert_codes_match, reference_factory):
+    ref = reference_factory("mimi", full_dir)
     models = {k: load_model(import_checkpoint("mimi", ref.checkpoint, tmp_path / f"m{k}", num_codebooks=k))
               for k in ref.meta["num_codebooks"]}
     for k, model in models.items():
