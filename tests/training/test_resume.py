@@ -11,7 +11,6 @@ import torch
 from sonotok.training.train import compose_config, resolve_resume, run_training
 
 
-
 def data_overrides(folder, out_dir):
     return ["data=folder", f"data.train={folder}", f"data.valid={folder}", "data.num_workers=0",
             "data.batch_size=2", "data.segment_seconds=0.5", "data.valid_max_seconds=0.5", f"out_dir={out_dir}",
