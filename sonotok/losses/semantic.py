@@ -33,13 +33,19 @@ class SemanticDistillLoss(nn.Module):
             ``"l1"`` (X-Codec's semantic reconstruction).
         key: the loss's name in the returned dict and in ``loss.weights`` (``sem/distill``, ``sem/lm``,
             ``sem/sm``).
+        center: first subtract each item's per-dimension mean over its (valid) frames from prediction and
+            target, so only what varies in time counts (``d_axis`` becomes a per-dimension correlation). Without
+            it, the cosine kinds are largely met by predicting the teacher's per-dimension means: on a tiny run
+            the uncentred D-axis loss fell to near its minimum while a probe from the codes got worse
+            (tests/semantic/test_dmcodec.py).
 
     A ``mask`` (true = frame has a target) restricts every kind to the valid frames; items without a valid
     frame do not count (a batch with none gives 0 with a gradient path, so the step still runs).
     """
 
-    def __init__(self, kind: str = "cosine", key: str = "sem/distill"):
+    def __init__(self, kind: str = "cosine", key: str = "sem/distill", center: bool = False):
         super().__init__()
+        self.center = bool(center)
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         if not key.startswith("sem/"):
@@ -61,6 +67,10 @@ class SemanticDistillLoss(nn.Module):
         valid = m.sum()
         if float(valid) == 0:
             return {self.key: pred.sum() * 0.0}
+        if self.center:  # remove each item's per-dimension mean over its valid frames
+            cnt = m.sum(1).clamp_min(1.0)[:, None, None]
+            pred = (pred - (pred * m[:, None]).sum(-1, keepdim=True) / cnt) * m[:, None]
+            target = (target - (target * m[:, None]).sum(-1, keepdim=True) / cnt) * m[:, None]
         if self.kind in ("mse", "l1"):
             err = (pred - target) ** 2 if self.kind == "mse" else (pred - target).abs()
             loss = (err * m[:, None]).sum() / (valid * pred.shape[1])
@@ -83,14 +93,14 @@ class MultimodalDistillLoss(nn.Module):
     skipped) -> ``{"sem/lm": ..., "sem/sm": ...}``.
 
     Args:
-        lm: loss of the text-teacher head (default ``d_axis`` with key ``sem/lm``).
-        sm: loss of the speech-teacher head (default ``d_axis`` with key ``sem/sm``).
+        lm: loss of the text-teacher head (default centred ``d_axis`` with key ``sem/lm``).
+        sm: loss of the speech-teacher head (default centred ``d_axis`` with key ``sem/sm``).
     """
 
     def __init__(self, lm: Optional[SemanticDistillLoss] = None, sm: Optional[SemanticDistillLoss] = None):
         super().__init__()
-        self.lm = lm if lm is not None else SemanticDistillLoss("d_axis", key="sem/lm")
-        self.sm = sm if sm is not None else SemanticDistillLoss("d_axis", key="sem/sm")
+        self.lm = lm if lm is not None else SemanticDistillLoss("d_axis", key="sem/lm", center=True)
+        self.sm = sm if sm is not None else SemanticDistillLoss("d_axis", key="sem/sm", center=True)
         if self.lm.key == self.sm.key:
             raise ValueError(f"the LM and SM losses need different keys, both are {self.lm.key!r}")
 
