@@ -339,9 +339,15 @@ def _loading() -> set:
     return _LOADING_LOCAL.paths
 
 
+# shipped separators by the names load_separator accepts (the plain shipped name works too)
+SEPARATOR_NAMES = {"default": "separator-8k", "causal": "separator-8k-causal"}
+
+
 def load_separator(path_or_name: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
     """:func:`load_model` for a separation model; a codec (or anything without ``num_sources``) is a
-    :class:`ModelLoadError`."""
+    :class:`ModelLoadError`. ``"default"`` / ``"causal"`` name the shipped separators (``SEPARATOR_NAMES``)."""
+    if not Path(path_or_name).exists() and str(path_or_name) in SEPARATOR_NAMES:
+        path_or_name = PRETRAINED_DIR / SEPARATOR_NAMES[str(path_or_name)]
     model = load_model(path_or_name, map_location=map_location)
     if not hasattr(model, "num_sources"):
         raise ModelLoadError(f"{path_or_name}: not a separation model (it has no num_sources; is it a codec?)")

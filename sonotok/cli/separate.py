@@ -2,8 +2,10 @@
 
 * ``sonotok separate --model M INPUT... --out DIR``: each input (an audio file, or a folder searched
   recursively) is separated and written as ``DIR/<stem>_s1.wav`` ... ``_sS.wav`` at the input's sample
-  rate (atomic writes). A bad input prints one ``error: <file>: <reason>`` line and the batch continues;
-  the exit status is 1 when any input failed, 2 when the model cannot be loaded.
+  rate (atomic writes). Any channel count and rate is accepted (downmixed, resampled); inputs longer than
+  ``--chunk-seconds`` run window by window (bounded memory). A bad input prints one ``error: <file>:
+  <reason>`` line and the batch continues (a silent input is a ``warning:``); the exit status is 1 when
+  any input failed, 2 when the model cannot be loaded. ``--model default`` is the shipped separator.
 * ``sonotok separation-eval --model M --data test.jsonl``: SI-SNRi / SDRi of the model and of the
   ideal binary / ratio / Wiener-like masks on a fixed, seeded set of mixtures of the manifest's
   speakers (or a Libri2Mix / WSJ0-2mix style folder), as a markdown table (+ JSON with ``--json``).
@@ -58,12 +60,17 @@ def cmd_separate(args: argparse.Namespace) -> int:
         try:
             if path.is_dir():
                 raise SonotokError(f"{path}: folder holds no audio files (no file with an extension of sonotok.data.audio.AUDIO_EXTENSIONS)")
-            written = separate_file(model, path, out_dir, args.format, args.rate, args.normalize, args.device)
+            result = separate_file(model, path, out_dir, args.format, args.rate, args.normalize, args.device,
+                                   chunk_seconds=args.chunk_seconds or None)
+            for w in result.warnings:
+                print(f"warning: {w}", file=sys.stderr)
             if not args.quiet:
-                print(f"{path} -> {', '.join(map(str, written))}")
-        except (SonotokError, ValueError, RuntimeError) as e:
+                print(f"{path} -> {', '.join(map(str, result.paths))}")
+        except Exception as e:  # noqa: BLE001 - one bad input must not stop the batch; reported, exit 1
             failed += 1
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if not isinstance(e, (SonotokError, ValueError, RuntimeError)):
+                msg = f"{type(e).__name__}: {msg}"
             print(f"error: {msg}" if str(path) in msg else f"error: {path}: {msg}", file=sys.stderr)
     if failed:
         print(f"{failed} of {len(files)} input(s) failed", file=sys.stderr)
@@ -113,6 +120,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--rate", default="input", choices=["input", "model"],
                    help="write at the input's sample rate (default) or the model's")
     p.add_argument("--normalize", action="store_true", help="scale down sources that would clip")
+    p.add_argument("--chunk-seconds", type=float, default=10.0,
+                   help="separate long inputs in windows of this many seconds (plus the model's context, "
+                        "cross-faded; bounded memory); 0: the whole file at once")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
