@@ -85,3 +85,17 @@ def test_checkpoints_of_the_other_family_are_refused(dac_ref, encodec_ref, tmp_p
     with pytest.raises(ModelLoadError, match=rf"{dac_ref.checkpoint.name}: expected an EnCodec state dict.*not tensors: 2 \(metadata, state_dict\)"):
         import_checkpoint("encodec_24khz", dac_ref.checkpoint, tmp_path / "b")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_offline_torchscript_export_matches_eager_and_reference(dac_ref, dac_model, tmp_path):
+    from sonotok.export.offline import export_offline_torchscript
+
+    meta = export_offline_torchscript(dac_model, tmp_path)
+    assert meta["streaming"] is False and meta["torchscript_check"]["codes_equal"] == 1.0
+    assert meta["torchscript_check"]["offline_max_abs_diff"] < 1e-5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["codec.pt", "export.json"]
+    codec = torch.jit.load(str(tmp_path / "codec.pt"))
+    n = dac_ref.meta["lengths"][1]  # not a whole number of frames
+    wav = dac_ref[f"input/speech"][..., :n]
+    assert torch.equal(codec.encode(wav), dac_ref[f"codes/speech/{n}"])
+    assert (codec.decode(dac_ref[f"codes/speech/{n}"]) - dac_ref[f"audio/speech/{n}"]).abs().max() < 1e-4
