@@ -54,7 +54,7 @@ def test_merge_manifests(tmp_path):
     assert sorted(_rows(tmp_path)) == ["a.wav", "b.wav", "c.wav"]
 
 
-@pytest.mark.slow  # ~70 s here: spawning and initialising two gloo processes on 2 shared cores
+@pytest.mark.slow  # 42 s alone, ~70 s under load: spawning and initialising two gloo processes on 2 cores
 def test_two_process_ddp_union_equals_single_process(tiny_model_dir, inputs, tmp_path):
     import sonotok
 
