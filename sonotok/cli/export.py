@@ -38,11 +38,13 @@ def run(args: argparse.Namespace) -> int:
     from sonotok.errors import SonotokError
     from sonotok.export.torch_export import export_programs
     from sonotok.export.torchscript import export_torchscript
+    from sonotok.export.wrappers import check_exportable
 
     try:
         codec = sonotok.load(args.model, map_location="cpu")
+        check_exportable(codec)  # before anything is written
     except SonotokError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {args.model}: {e}", file=sys.stderr)
         return 1
     meta = export_torchscript(codec, args.out, check=not args.no_check)
     if not args.no_torch_export:

@@ -1,16 +1,31 @@
-"""Runtime for streaming artifacts: load an exported (or eager) streaming encoder/decoder pair and step it.
+"""Runtime for streaming: run an exported (or eager) codec through one streaming session, chunk by chunk.
 
-:class:`StreamRunner` runs either a TorchScript export directory (``sonotok export``) or an eager codec
-through the same ``init_state`` / ``step`` protocol; :func:`optimize_for_cpu` freezes and pre-packs a
-scripted artifact for CPU inference.
+* :class:`ArtifactCore` gives loaded streaming modules (TorchScript ``encoder_stream.pt`` /
+  ``decoder_stream.pt``, or ``torch.export`` programs behind the same calls) the streaming core of a
+  :class:`~sonotok.models.codec.Codec`, so the same
+  :class:`~sonotok.models.codec.StreamingSession` aligns the decoder's delay for both.
+* :class:`StreamRunner` holds one stream, eager (a codec) or TorchScript (an export directory):
+  ``step(chunk) -> (codes, audio)`` then ``flush()``; the audio is the decoded signal (``Codec.decode`` of
+  the codes), in order, sample for sample.
+* :func:`stream_audio` is the streaming loop of ``sonotok stream``: warm-up, chunking, optional real-time
+  pacing, per-chunk timing, the flush at the end, and a report (:class:`StreamResult`).
+* :func:`file_chunks` / :func:`pcm_chunks` cut an audio file or raw PCM (stdin) into chunks;
+  :func:`optimize_for_cpu` freezes and pre-packs a scripted artifact for CPU inference.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from sonotok.models.codec import StreamingSession
 
 
 def algorithmic_latency_samples(chunk: int, hop: int, decoder_delay: int = 0) -> int:
@@ -27,25 +42,67 @@ def summarize_times(times_s: List[float]) -> Dict[str, float]:
     return {"mean_ms": sum(ms) / len(ms), "p95_ms": p95, "max_ms": ms[-1]}
 
 
+def _has_method(module, name: str) -> bool:
+    try:
+        return callable(getattr(module, name))
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def optimize_for_cpu(module):
-    """``torch.jit.freeze`` + ``torch.jit.optimize_for_inference`` of a streaming artifact (keeps ``init_state``).
+    """``torch.jit.freeze`` + ``torch.jit.optimize_for_inference`` of a streaming artifact (keeps ``init_state``
+    and, on a decoder, ``flush``).
 
     Folds the weights into the graph and pre-packs them for oneDNN: about 1.2-1.3x less compute per
     20 ms frame on CPU (bench/streaming.py), outputs equal within float tolerance.
     """
-    import torch
+    methods = [m for m in ("init_state", "flush") if _has_method(module, m)]
+    frozen = torch.jit.freeze(module.eval(), preserved_attrs=methods)
+    return torch.jit.optimize_for_inference(frozen, other_methods=methods)
 
-    frozen = torch.jit.freeze(module.eval(), preserved_attrs=["init_state"])
-    return torch.jit.optimize_for_inference(frozen, other_methods=["init_state"])
+
+class ArtifactCore:
+    """The streaming core of exported modules, as :class:`~sonotok.models.codec.StreamingSession` wants it.
+
+    Args:
+        encoder: ``forward(wav [B, C, t], state) -> (codes, state)`` and ``init_state(batch)``.
+        decoder: ``forward(codes [B, K, f], state) -> (wav, state)``, ``init_state(batch)`` and, when
+            ``decoder_delay > 0``, ``flush(state) -> wav [B, C, decoder_delay]``.
+        hop_length, channels, num_codebooks, decoder_delay: from ``export.json``.
+    """
+
+    def __init__(self, encoder, decoder, hop_length: int, channels: int, num_codebooks: int,
+                 decoder_delay: int = 0):
+        self.encoder, self.decoder = encoder, decoder
+        self.hop_length, self.channels = int(hop_length), int(channels)
+        self.num_codebooks, self.decoder_delay = int(num_codebooks), int(decoder_delay)
+        if self.decoder_delay and not _has_method(decoder, "flush"):
+            raise ValueError(f"the decoder has a delay of {self.decoder_delay} samples but no flush(state) "
+                             "method (exported by an older sonotok): re-export the model with `sonotok export`")
+
+    def init_state(self, batch: int) -> Tuple[List[Tensor], List[Tensor]]:
+        return self.encoder.init_state(batch), self.decoder.init_state(batch)
+
+    def encode_step(self, wav: Tensor, state: List[Tensor]):
+        return self.encoder(wav, state)
+
+    def decode_step(self, codes: Tensor, state: List[Tensor]):
+        return self.decoder(codes, state)
+
+    def decode_flush(self, state: List[Tensor]) -> Tensor:
+        return self.decoder.flush(state)
 
 
 class StreamRunner:
-    """One streaming encoder/decoder pair, eager (a Codec) or TorchScript (an export directory)."""
+    """One stream through a codec, eager (``model``: a Codec) or TorchScript (``artifact``: an export directory).
+
+    ``step(chunk [1, C, t]) -> (codes [1, K, f], audio [1, C, n])`` and, at the end, ``flush()``: the codes
+    are those of ``Codec.encode`` and the audio is the decoded signal, in order (the decoder's pre-roll is
+    dropped and its tail flushed by one :class:`~sonotok.models.codec.StreamingSession`).
+    """
 
     def __init__(self, model: str | None = None, artifact: str | None = None, device: str = "cpu",
                  optimize: bool = True):
-        import torch
-
         self.device = torch.device(device)
         if artifact is not None:
             art = Path(artifact)
@@ -62,10 +119,14 @@ class StreamRunner:
             self.sample_rate = int(meta["sample_rate"])
             self.hop = int(meta["hop_length"])
             self.channels = int(meta["channels"])
-            self.decoder_delay = int(meta["latency_samples"]) - self.hop
+            self.decoder_delay = int(meta.get("decoder_delay", int(meta["latency_samples"]) - self.hop))
             self.model_id = meta.get("model_id")
             self.kind = "torchscript (frozen, optimized)" if self.optimized else "torchscript"
-            self._enc, self._dec = self.enc, self.dec
+            try:
+                self.core: Any = ArtifactCore(self.enc, self.dec, self.hop, self.channels,
+                                              int(meta["num_codebooks"]), self.decoder_delay)
+            except ValueError as e:
+                raise ValueError(f"{art}: {e}") from None
         else:
             from sonotok.model_io import load_model
 
@@ -75,21 +136,184 @@ class StreamRunner:
             self.decoder_delay = int(codec.decoder_delay)
             self.model_id = getattr(codec, "model_id", None)
             self.kind = "eager"
-            self._enc, self._dec = codec.encode_step, codec.decode_step
+            self.core = codec
         self.reset()
 
     def reset(self) -> None:
         """Fresh streaming state (the start of a new stream)."""
-        if self.kind == "eager":
-            self.enc_state, self.dec_state = self.codec.init_state(1)
-        else:
-            self.enc_state, self.dec_state = self.enc.init_state(1), self.dec.init_state(1)
+        self.session = StreamingSession(self.core, 1)
 
-    def step(self, chunk):
-        """``chunk [1, C, t]`` -> ``(codes [1, K, f], audio [1, C, f * hop])``."""
-        import torch
-
+    def step(self, chunk: Tensor) -> Tuple[Tensor, Tensor]:
+        """``chunk [1, C, t]`` -> ``(codes [1, K, f], audio [1, C, n])``: the frames completed by the chunk and
+        the next samples of the decoded signal."""
         with torch.inference_mode():
-            codes, self.enc_state = self._enc(chunk.to(self.device), self.enc_state)
-            audio, self.dec_state = self._dec(codes, self.dec_state)
+            codes = self.session.encode(chunk.to(self.device))
+            audio = self.session.decode(codes)
         return codes, audio
+
+    def flush(self) -> Tuple[Tensor, Tensor]:
+        """End the stream: the last (zero-padded) frame's codes and the rest of the decoded signal."""
+        with torch.inference_mode():
+            return self.session.flush()
+
+
+@dataclass
+class StreamResult:
+    """What :func:`stream_audio` returns: codes ``[K, F]``, audio ``[C, num_samples]`` and timings."""
+
+    codes: Tensor
+    audio: Tensor
+    num_samples: int
+    sample_rate: int
+    hop_length: int
+    decoder_delay: int
+    chunk_samples: int
+    times_s: List[float] = field(default_factory=list)
+    backend: str = "eager"
+    model_id: Optional[str] = None
+
+    def report(self) -> Dict[str, Any]:
+        """Per-chunk compute (mean/p95/max), real-time factor and algorithmic latency, as a dict."""
+        sr, hop = self.sample_rate, self.hop_length
+        stats = summarize_times(self.times_s)
+        audio_s = self.num_samples / sr
+        compute_s = sum(self.times_s)
+        lat = algorithmic_latency_samples(self.chunk_samples, hop, self.decoder_delay)
+        return {
+            "backend": self.backend,
+            "model_id": self.model_id,
+            "sample_rate": sr,
+            "chunk_samples": self.chunk_samples,
+            "chunk_ms": 1000.0 * self.chunk_samples / sr,
+            "frame_ms": 1000.0 * hop / sr,
+            "chunks": len(self.times_s),
+            "audio_s": audio_s,
+            "compute_ms": stats,
+            "rtf": compute_s / audio_s,
+            "x_realtime": audio_s / compute_s if compute_s > 0 else float("inf"),
+            "algorithmic_latency_ms": 1000.0 * lat / sr,
+            "model_latency_ms": 1000.0 * (hop + self.decoder_delay) / sr,
+            "latency_plus_p95_compute_ms": 1000.0 * lat / sr + stats["p95_ms"],
+            "frames": int(self.codes.shape[-1]),
+        }
+
+
+def stream_audio(runner: StreamRunner, chunks: Iterable[Tensor], chunk_samples: int, realtime: bool = False,
+                 on_audio: Optional[Callable[[Tensor], None]] = None, warmup: int = 3) -> StreamResult:
+    """Stream ``chunks`` (``[1, C, t]`` each, at the model's rate) through ``runner``: encode and decode.
+
+    The runner is warmed up on ``warmup`` frames of silence with a throwaway state (the first calls of a
+    scripted module are slow), then reset. Each chunk's compute is timed (``realtime`` paces the chunks
+    at wall-clock speed, as a live input would). At the end the stream is flushed: the last partial frame is
+    zero-padded (as ``Codec.encode`` pads) and the decoder's last ``decoder_delay`` samples are emitted.
+
+    Args:
+        runner: a :class:`StreamRunner`.
+        chunks: audio chunks (the last may be shorter).
+        chunk_samples: the nominal chunk size (for the latency report).
+        realtime: sleep until each chunk is due.
+        on_audio: called with each piece of decoded audio ``[1, C, n]`` as soon as it exists (the pieces
+            concatenate to exactly the input length, time-aligned with the input).
+        warmup: warm-up frames.
+
+    Returns:
+        :class:`StreamResult`: ``codes [K, ceil(T / hop)]`` (= ``Codec.encode``), ``audio [C, T]``
+        (= ``Codec.decode(codes)[..., :T]``), the per-chunk times.
+
+    Raises:
+        ValueError: no audio in ``chunks``.
+    """
+    for _ in range(warmup):
+        runner.step(torch.zeros(1, runner.channels, runner.hop))
+    runner.reset()
+    times: List[float] = []
+    codes_all: List[Tensor] = []
+    audio_all: List[Tensor] = []
+    total = 0
+    emitted = 0
+
+    def emit(audio: Tensor) -> None:
+        nonlocal emitted
+        audio = audio[..., : max(0, total - emitted)]  # the flushed frame's zero padding is not output
+        emitted += audio.shape[-1]
+        audio = audio.cpu()
+        audio_all.append(audio)
+        if on_audio is not None and audio.shape[-1]:
+            on_audio(audio)
+
+    start = time.perf_counter()
+    for x in chunks:
+        total += x.shape[-1]
+        if realtime:
+            wait = start + total / runner.sample_rate - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+        t0 = time.perf_counter()
+        codes, audio = runner.step(x)
+        if audio.is_cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+        codes_all.append(codes.cpu())
+        emit(audio)
+    if total == 0:
+        raise ValueError("no input audio")
+    codes, audio = runner.flush()
+    codes_all.append(codes.cpu())
+    emit(audio)
+    return StreamResult(
+        codes=torch.cat(codes_all, -1)[0], audio=torch.cat(audio_all, -1)[0], num_samples=total,
+        sample_rate=runner.sample_rate, hop_length=runner.hop, decoder_delay=runner.decoder_delay,
+        chunk_samples=int(chunk_samples), times_s=times, backend=runner.kind, model_id=runner.model_id,
+    )
+
+
+def file_chunks(path: str, sample_rate: int, channels: int, chunk: int) -> Iterator[Tensor]:
+    """An audio file (resampled to ``sample_rate``; downmixed when ``channels == 1``) in ``[1, C, chunk]`` pieces.
+
+    Raises:
+        AudioError: the file cannot be read as audio (names it).
+    """
+    from sonotok.data.audio import load_audio
+
+    wav = load_audio(path, sample_rate=sample_rate, channels="downmix" if channels == 1 else "keep")
+    for i in range(0, wav.shape[-1], chunk):
+        yield wav[None, :, i : i + chunk]
+
+
+def _read_exact(stream, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        part = stream.read(n - len(buf))
+        if not part:
+            break
+        buf += part
+    return buf
+
+
+def pcm_chunks(stream, chunk: int, fmt: str = "s16le", in_channels: int = 1, channels: int = 1) -> Iterator[Tensor]:
+    """Raw interleaved PCM (``s16le`` or ``f32le``, ``in_channels``) from a binary stream, in ``[1, C, chunk]``
+    pieces (downmixed to ``channels``); ends at end of stream (a trailing partial sample frame is dropped)."""
+    import numpy as np
+
+    if fmt not in ("s16le", "f32le"):
+        raise ValueError(f"unknown PCM format {fmt!r}: expected 's16le' or 'f32le'")
+    width = 2 if fmt == "s16le" else 4
+    dtype = np.int16 if fmt == "s16le" else np.float32
+    frame_bytes = width * in_channels
+    while True:
+        data = _read_exact(stream, chunk * frame_bytes)
+        data = data[: len(data) - len(data) % frame_bytes]
+        if not data:
+            return
+        x = np.frombuffer(data, dtype=dtype).astype(np.float32)
+        if dtype == np.int16:
+            x = x / 32768.0
+        x = torch.from_numpy(x.reshape(-1, in_channels).T.copy())
+        if x.shape[0] != channels:
+            x = x.mean(0, keepdim=True).expand(channels, -1)
+        yield x[None]
+
+
+def to_pcm16(audio: Tensor) -> bytes:
+    """``[1, C, n]`` float audio -> interleaved s16le bytes (clipped to [-1, 1])."""
+    return (audio[0].clamp(-1, 1) * 32767).round().short().T.contiguous().cpu().numpy().tobytes()

@@ -6,8 +6,11 @@
     decoder_stream.pt2  (codes [B, K, 1], state) -> (wav [B, C, hop], state)      one frame per call
     encode.pt2          wav [B, C, n * hop] -> codes [B, K, n]                     n dynamic, n >= 2
     decode.pt2          codes [B, K, n] -> wav [B, C, n * hop]                     n dynamic, n >= 2
+    decoder_flush.pt2   (state) -> wav [B, C, decoder_delay]        only when the decoder has a delay
 
-Load with ``torch.export.load(path).module()`` (plain torch).
+Load with ``torch.export.load(path).module()`` (plain torch). As with the TorchScript artifact, the
+streaming decoder's output lags the decoded signal (``decode.pt2``) by ``decoder_delay`` samples: drop the
+first ``decoder_delay`` samples of a stream and append ``decoder_flush.pt2`` of the final state.
 
 Why the streaming programs take exactly one frame per call:
 
@@ -36,7 +39,7 @@ from torch.export import Dim
 
 from sonotok.data.atomic import atomic_path, atomic_write_text
 from sonotok.export.torchscript import check_against_eager, codec_metadata
-from sonotok.export.wrappers import OfflineCodec, build_export_modules
+from sonotok.export.wrappers import OfflineCodec, build_export_modules, check_exportable
 
 
 class _Encode(nn.Module):
@@ -57,13 +60,24 @@ class _Decode(nn.Module):
         return self.offline.decode(codes)
 
 
-class _LoadedStream:
-    """Adapter giving a loaded streaming program the ``init_state`` of the TorchScript modules."""
+class _Flush(nn.Module):
+    def __init__(self, dec: nn.Module):
+        super().__init__()
+        self.dec = dec
 
-    def __init__(self, module, shapes: List[List[int]], dtype=torch.float32):
+    def forward(self, state: List[Tensor]) -> Tensor:
+        return self.dec.flush(state).clone()
+
+
+class _LoadedStream:
+    """Adapter giving a loaded streaming program the ``init_state`` (and ``flush``) of the TorchScript modules."""
+
+    def __init__(self, module, shapes: List[List[int]], dtype=torch.float32, flush=None):
         self.module = module
         self.shapes = shapes
         self.dtype = dtype
+        if flush is not None:
+            self.flush = flush
 
     def init_state(self, batch: int) -> List[Tensor]:
         return [torch.zeros([batch] + s[1:], dtype=self.dtype) for s in self.shapes]
@@ -98,7 +112,11 @@ def export_programs(
 
     Returns:
         the ``export.json`` content.
+
+    Raises:
+        SonotokError: the codec cannot be exported (not causal, e.g. X-Codec); nothing is written.
     """
+    check_exportable(codec)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     was_training = codec.training
@@ -113,6 +131,8 @@ def export_programs(
         ("encode", _Encode(offline), (torch.zeros(batch, ch, 2 * hop),), ({2: hop * n},)),
         ("decode", _Decode(offline), (torch.zeros(batch, k, 2, dtype=torch.long),), ({2: n},)),
     ]
+    if dec.delay:
+        specs.append(("decoder_flush", _Flush(dec), (ds,), None))
     files = {}
     for name, module, args, dyn in specs:
         ep = torch.export.export(module, args, dynamic_shapes=dyn, strict=False)
@@ -124,6 +144,7 @@ def export_programs(
         **files,
         "batch": batch,
         "stream_chunk": "exactly one frame per call: encoder wav [B, C, hop_length], decoder codes [B, K, 1]",
+        "decoder_delay": int(dec.delay),
         "offline_frames": "encode/decode: n >= 2 whole frames (zero-pad the end to a multiple of hop_length)",
         "encoder_state_shapes": [list(s.shape) for s in es],
         "decoder_state_shapes": [list(s.shape) for s in ds],
@@ -131,7 +152,7 @@ def export_programs(
     if check and batch == 1 and next(codec.parameters()).device.type == "cpu":
         loaded = {key: torch.export.load(str(out / f)).module() for key, f in files.items()}
         enc_l = _LoadedStream(loaded["encoder_stream"], [list(s.shape) for s in es])
-        dec_l = _LoadedStream(loaded["decoder_stream"], [list(s.shape) for s in ds])
+        dec_l = _LoadedStream(loaded["decoder_stream"], [list(s.shape) for s in ds], flush=loaded.get("decoder_flush"))
 
         class _Off:
             def encode(self, wav):

@@ -3,10 +3,16 @@
 ``export_torchscript(codec, out_dir)`` writes::
 
     encoder_stream.pt   forward(wav [B, C, t], state) -> (codes [B, K, f], state); init_state(batch)
-    decoder_stream.pt   forward(codes [B, K, f], state) -> (wav [B, C, f * hop], state); init_state(batch)
+    decoder_stream.pt   forward(codes [B, K, f], state) -> (wav [B, C, f * hop], state); init_state(batch);
+                        flush(state) -> wav [B, C, decoder_delay]
     codec.pt            encode(wav [B, C, T]) -> codes [B, K, ceil(T / hop)]; decode(codes) -> wav
-    export.json         sample_rate, hop_length, frame_rate, num_codebooks, codebook_size, latency_ms,
-                        state shapes, model_id, files, check results
+    export.json         sample_rate, hop_length, frame_rate, num_codebooks, codebook_size, decoder_delay,
+                        latency_ms, state shapes, model_id, files, check results
+
+The streaming decoder's output lags the decoded signal (``codec.pt``'s ``decode``, = ``Codec.decode``) by
+``decoder_delay`` samples: drop the first ``decoder_delay`` samples of a stream and append ``flush(state)``
+at its end, and the stream is the decoded signal sample for sample (``sonotok.export.runtime`` does it).
+Format version 2 added ``flush`` and ``decoder_delay``.
 
 The artifacts load with ``torch.jit.load`` alone (no sonotok import), on CPU or CUDA
 (``map_location``). See ``docs/export.md`` for a plain-Python example.
@@ -22,9 +28,11 @@ import torch
 from torch import nn
 
 from sonotok.data.atomic import atomic_path, atomic_write_text
-from sonotok.export.wrappers import build_export_modules, state_shapes
+from sonotok.export.runtime import ArtifactCore
+from sonotok.export.wrappers import build_export_modules, check_exportable, state_shapes
+from sonotok.models.codec import StreamingSession
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def codec_metadata(codec: nn.Module, enc_state, dec_state, model_id: Optional[str] = None) -> Dict[str, object]:
@@ -41,6 +49,7 @@ def codec_metadata(codec: nn.Module, enc_state, dec_state, model_id: Optional[st
         "num_codebooks": int(codec.num_codebooks),
         "codebook_size": int(codec.codebook_size),
         "bitrate_bps": float(codec.bitrate()),
+        "decoder_delay": int(codec.decoder_delay),
         "latency_samples": int(codec.latency_samples),
         "latency_ms": float(codec.latency_ms),
         "encoder_state_shapes_batch1": state_shapes(enc_state),
@@ -53,7 +62,11 @@ def codec_metadata(codec: nn.Module, enc_state, dec_state, model_id: Optional[st
 def check_against_eager(codec: nn.Module, enc, dec, offline, seconds: float = 0.5, seed: int = 0) -> Dict[str, float]:
     """Compare exported (scripted or loaded) modules with the eager codec on random audio.
 
-    Streams in whole frames; returns ``codes_equal`` (1.0/0.0) and the max absolute audio differences.
+    Streams one frame per call through a :class:`~sonotok.models.codec.StreamingSession` over the exported
+    modules (pre-roll dropped, tail flushed, as every caller does). Returns ``codes_equal`` (1.0/0.0),
+    ``offline_max_abs_diff`` (exported offline decode vs ``Codec.decode``) and ``stream_max_abs_diff``
+    (the whole streamed signal, its last ``decoder_delay`` samples included, vs ``Codec.decode``; ``inf``
+    when the lengths differ).
     """
     g = torch.Generator().manual_seed(seed)
     hop = codec.hop_length
@@ -65,23 +78,22 @@ def check_against_eager(codec: nn.Module, enc, dec, offline, seconds: float = 0.
     ref_audio = codec.decode(ref_codes)
     off_codes = offline.encode(wav)
     off_audio = offline.decode(off_codes)
-    es, ds = enc.init_state(1), dec.init_state(1)
+    core = ArtifactCore(enc, dec, hop, codec.channels, codec.num_codebooks, int(codec.decoder_delay))
     codes, audio = [], []
-    for i in range(0, wav.shape[-1], hop):
-        c, es = enc(wav[..., i : i + hop], es)
-        y, ds = dec(c, ds)
+    with StreamingSession(core, 1) as session:
+        for i in range(0, wav.shape[-1], hop):
+            c = session.encode(wav[..., i : i + hop])
+            codes.append(c)
+            audio.append(session.decode(c))
+        c, y = session.flush()
         codes.append(c)
         audio.append(y)
     s_codes, s_audio = torch.cat(codes, -1), torch.cat(audio, -1)
-    delay = int(getattr(codec, "decoder_delay", 0))
-    if delay > 0:  # streamed audio lags the offline decode by the declared decoder delay
-        s_audio, ref_stream = s_audio[..., delay:], ref_audio[..., : s_audio.shape[-1] - delay]
-    else:
-        ref_stream = ref_audio
+    same = s_audio.shape == ref_audio.shape
     return {
         "codes_equal": float(torch.equal(off_codes, ref_codes) and torch.equal(s_codes, ref_codes)),
         "offline_max_abs_diff": float((off_audio - ref_audio).abs().max()),
-        "stream_max_abs_diff": float((s_audio - ref_stream).abs().max()),
+        "stream_max_abs_diff": float((s_audio - ref_audio).abs().max()) if same else float("inf"),
     }
 
 
@@ -102,7 +114,11 @@ def export_torchscript(
 
     Returns:
         the ``export.json`` content.
+
+    Raises:
+        SonotokError: the codec cannot be exported (not causal, e.g. X-Codec); nothing is written.
     """
+    check_exportable(codec)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     was_training = codec.training

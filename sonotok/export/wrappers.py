@@ -6,7 +6,11 @@ its frozen twin (``Quantizer.to_frozen()``: plain codebook tables, identical cod
 
 * :class:`StreamingEncoder`: ``forward(wav [B, C, t], state) -> (codes [B, K, f], state)``; any ``t``,
   ``f`` is the number of code frames completed by this chunk (0 while a frame is still filling).
-* :class:`StreamingDecoder`: ``forward(codes [B, K, f], state) -> (wav [B, C, f * hop], state)``.
+* :class:`StreamingDecoder`: ``forward(codes [B, K, f], state) -> (wav [B, C, f * hop], state)``, the raw
+  decoder stream, which lags the decoded signal (``Codec.decode``) by ``delay`` samples (its first ``delay``
+  samples are pre-roll, before time zero); ``flush(state) -> wav [B, C, delay]`` gives its last ``delay``
+  samples at the end of a stream. Drop the pre-roll and append the flush, and the stream is the decoded
+  signal sample for sample (what :class:`sonotok.models.codec.StreamingSession` does).
 * :class:`OfflineCodec`: ``encode(wav [B, C, T]) -> codes [B, K, ceil(T / hop)]`` and
   ``decode(codes) -> wav [B, C, F * hop]``.
 
@@ -23,8 +27,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sonotok.errors import SonotokError
 from sonotok.modules.conv import fold_weight_norm
 from sonotok.modules.convnext import fold_layer_scale
+
+
+def check_exportable(codec: nn.Module) -> None:
+    """Refuse a model whose inference is not the plain causal ``encoder -> quantizer -> decoder`` chain.
+
+    Raises:
+        SonotokError: the model is not causal (X-Codec: its encoder needs the semantic teacher, which sees
+            the whole input and is not part of the exported modules).
+    """
+    if not getattr(codec, "causal", True):
+        raise SonotokError(
+            f"{getattr(codec, 'name', type(codec).__name__)} ({type(codec).__name__}) cannot be exported: it is "
+            "not causal (its encoder runs a semantic teacher over the whole input), so no streaming encoder "
+            "exists and the exported modules would leave the teacher out. Use it from Python (sonotok.load), "
+            "or train a streaming semantic codec (experiment=split_rvq_16k) to export"
+        )
 
 
 def prepare_for_export(codec: nn.Module) -> nn.Module:
@@ -32,7 +53,11 @@ def prepare_for_export(codec: nn.Module) -> nn.Module:
 
     The copy's ``quantizer`` is the frozen module (``encode``/``decode`` only); the original codec is
     left untouched.
+
+    Raises:
+        SonotokError: the codec cannot be exported (:func:`check_exportable`).
     """
+    check_exportable(codec)
     frozen_q = codec.quantizer.to_frozen()
     c = copy.deepcopy(codec)
     c.quantizer = frozen_q
@@ -81,30 +106,47 @@ class StreamingEncoder(nn.Module):
 class StreamingDecoder(nn.Module):
     """Streaming decode: code frames in, ``hop_length`` samples per frame out (state in, state out).
 
+    The output lags the decoded signal by ``delay`` samples (``Codec.decoder_delay``; 0 for causal conv
+    decoders): drop the first ``delay`` samples of a stream and append ``flush(state)`` at its end.
+
     Args:
-        decoder: a streaming decoder (``step`` / ``init_state``), weight norm folded.
+        decoder: a streaming decoder (``step`` / ``init_state``, and ``flush`` when it has a delay), weight
+            norm folded.
         quantizer: a frozen quantizer (``decode``).
         hop_length: samples per code frame.
         channels: audio channels.
+        delay: the decoder's delay in samples.
     """
 
-    def __init__(self, decoder: nn.Module, quantizer: nn.Module, hop_length: int, channels: int):
+    def __init__(self, decoder: nn.Module, quantizer: nn.Module, hop_length: int, channels: int, delay: int = 0):
         super().__init__()
         self.decoder = decoder
         self.quantizer = quantizer
         self.hop_length = int(hop_length)
         self.channels = int(channels)
+        self.delay = int(delay)
         self.num_states = int(decoder.num_states)
+        if self.delay and not hasattr(decoder, "flush"):
+            raise TypeError(f"{type(decoder).__name__} has a delay of {self.delay} samples but no flush(state)")
 
     @classmethod
     def from_codec(cls, codec: nn.Module, prepared: bool = False) -> "StreamingDecoder":
         c = codec if prepared else prepare_for_export(codec)
-        return cls(c.decoder, c.quantizer, c.hop_length, c.channels)
+        return cls(c.decoder, c.quantizer, c.hop_length, c.channels, int(getattr(c, "decoder_delay", 0)))
 
     def forward(self, codes: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
-        """``codes [B, K, f]`` -> ``wav [B, C, f * hop_length]`` and the new state."""
+        """``codes [B, K, f]`` -> ``wav [B, C, f * hop_length]`` (lagging by ``delay``) and the new state."""
         z_q = self.quantizer.decode(codes)
         return self.decoder.step(z_q, state)
+
+    @torch.jit.export
+    def flush(self, state: List[Tensor]) -> Tensor:
+        """The last ``delay`` samples of a stream, ``[B, C, delay]`` (``state`` is not changed)."""
+        if hasattr(self.decoder, "flush"):
+            return self.decoder.flush(state)
+        if len(state) > 0:
+            return torch.zeros(state[0].shape[0], self.channels, 0, device=state[0].device)
+        return torch.zeros(1, self.channels, 0)
 
     @torch.jit.export
     def init_state(self, batch: int) -> List[Tensor]:

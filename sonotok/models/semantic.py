@@ -54,7 +54,7 @@ class FirstCodebookCodec(Codec):
     """
 
     def __init__(self, encoder: nn.Module, quantizer: Quantizer, decoder: nn.Module, teacher_dim: int = 384,
-                 sample_rate: int = 16000, channels: int = 1, decoder_delay: int = 0,
+                 sample_rate: int = 16000, channels: int = 1, decoder_delay: Optional[int] = None,
                  quantizer_bypass_prob: float = 0.0, name: str = "first_codebook"):
         super().__init__(encoder, quantizer, decoder, sample_rate, channels, decoder_delay, quantizer_bypass_prob,
                          name)
@@ -84,7 +84,9 @@ class XCodec(Codec):
 
     The teacher is needed to tokenize (its features are an input), so ``encode`` runs it; it is held by
     reference (not saved, not in ``parameters()``), and rebuilt from its config when a model directory is
-    loaded. The teacher is not causal, so encoding does not stream (decoding does).
+    loaded. The teacher is not causal, so encoding does not stream (decoding does): ``causal`` is False,
+    so the tokenizer encodes one file per batch and refuses files too long to encode whole, and export
+    refuses the model (its streaming artifact would leave out the teacher).
 
     Args:
         encoder, quantizer, decoder, sample_rate, channels, decoder_delay, quantizer_bypass_prob, name:
@@ -97,10 +99,12 @@ class XCodec(Codec):
         kernel_size: their kernel size (non-causal, like the teacher).
     """
 
+    causal = False  # the teacher and the semantic convolutions see the whole (padded) input
+
     def __init__(self, encoder: nn.Module, quantizer: Quantizer, decoder: nn.Module,
                  teacher: Optional[SemanticTeacher] = None, teacher_dim: int = 384, semantic_dim: int = 64,
                  semantic_layers: int = 2, kernel_size: int = 3, sample_rate: int = 16000, channels: int = 1,
-                 decoder_delay: int = 0, quantizer_bypass_prob: float = 0.0, name: str = "xcodec"):
+                 decoder_delay: Optional[int] = None, quantizer_bypass_prob: float = 0.0, name: str = "xcodec"):
         super().__init__(encoder, quantizer, decoder, sample_rate, channels, decoder_delay, quantizer_bypass_prob,
                          name)
         d = quantizer.dim
@@ -165,8 +169,9 @@ class XCodec(Codec):
         return self.semantic_decoder(self.fc_post_semantic(self.quantizer.decode(codes)))
 
     def encode_step(self, wav: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
-        raise SonotokError("XCodec cannot stream its encoder: the semantic teacher sees the whole input. "
-                                  "Use first_codebook distillation (experiment=split_rvq_16k) for streaming.")
+        raise SonotokError(f"{self.name}: XCodec cannot stream its encoder (it is not causal: the semantic "
+                           "teacher sees the whole input). Encode whole files with encode(), or use "
+                           "first-codebook distillation (experiment=split_rvq_16k) for streaming.")
 
     @torch.no_grad()
     def decode_step(self, codes: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:

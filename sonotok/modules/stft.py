@@ -11,7 +11,10 @@
   frame ``t`` covered, so the offline output is time-aligned with the codec input. Streaming keeps the
   overlap tail (``n_fft - hop`` samples) as explicit state and emits the samples that no future frame
   touches: the streamed output lags the offline output by ``delay = n_fft - hop`` samples
-  (the decoder's algorithmic delay, ``Codec.decoder_delay``).
+  (the decoder's algorithmic delay; ``Codec.decoder_delay`` is derived from it), and ``flush`` returns the
+  last ``delay`` samples, so stream + flush minus the first ``delay`` samples equals the offline output
+  exactly (the overlap-add of the frames that exist: the last ``delay`` samples are covered by fewer
+  frames, as if the signal continued with frames of zero spectrum).
 
 References:
     Siuzdak, 2023, "Vocos: Closing the gap between time-domain and Fourier-based neural vocoders".
@@ -129,7 +132,12 @@ class ISTFTHead(nn.Module):
     time zero, are dropped: the output is aligned with the input. Streaming ``step`` emits ``t * hop``
     samples per ``t`` frames that are final (no later frame touches them), so the stream equals the
     offline output delayed by ``delay`` samples, the first ``delay`` streamed samples being the
-    pre-roll. ``flush(state)`` returns the remaining ``delay`` samples at the end of a stream.
+    pre-roll. ``flush(state)`` returns the remaining ``delay`` samples at the end of a stream: the offline
+    output's last ``delay`` samples, which only the last ``n_fft / hop - 1`` frames reach.
+
+    The overlap-add is normalised per sample phase (``t mod hop``) by the sum of analysis x synthesis
+    windows over the hops, so a spectrum analysed with the Hann window resynthesizes exactly for any
+    hop dividing ``n_fft`` (not only under the constant-overlap-add condition).
 
     Args:
         dim: input channels.
@@ -161,10 +169,13 @@ class ISTFTHead(nn.Module):
         self.num_states = 1
         self.proj = nn.Conv1d(dim, 3 * self.n_bins, 1)
         w = _window(self.n_fft, window)
-        # Overlap-add normalisation: analysis (hann) x synthesis window summed over the hops.
+        # Overlap-add normalisation: analysis (hann) x synthesis window summed over the hops, per phase of
+        # the hop (exact for any overlap; constant, i.e. the same for every phase, under COLA). Phases no
+        # window covers (hop == n_fft) cannot be reconstructed and keep the mean.
         ana = _window(self.n_fft, "hann") if window == "hann" else w
-        denom = (ana * w).reshape(-1, self.hop_length).sum(0).mean()
-        self.register_buffer("window", (w / denom).float(), persistent=False)
+        env = (ana * w).reshape(-1, self.hop_length).sum(0)
+        env = torch.where(env > 1e-6 * env.max(), env, env.mean())
+        self.register_buffer("window", (w / env.repeat(self.n_fft // self.hop_length)).float(), persistent=False)
         # Start the log-magnitude low (quiet output) and phase vectors random, as Vocos does implicitly.
         with torch.no_grad():
             self.proj.bias[: self.n_bins].fill_(-3.0)
@@ -217,5 +228,6 @@ class ISTFTHead(nn.Module):
         return y[..., :n_out], [y[..., n_out:]]
 
     def flush(self, state: List[Tensor]) -> Tensor:
-        """The last ``delay`` samples of a stream (what no further frame will complete)."""
+        """The last ``delay`` samples of a stream ``[B, 1, delay]``: the overlap tail, which no further frame
+        completes (equal to the offline output's last ``delay`` samples). ``state`` is not changed."""
         return state[0]

@@ -8,7 +8,8 @@ overlap-adds (Vocos / WavTokenizer style).
 
 Both follow the streaming protocol (``num_states``, ``init_state``, ``step``); the encoder's stream
 equals its offline output, the decoder's stream equals its offline output delayed by ``delay``
-samples (the overlap of the synthesis window; set ``Codec.decoder_delay`` to it).
+samples (the overlap of the synthesis window; ``Codec`` derives ``decoder_delay`` from it) and ``flush``
+returns the offline output's last ``delay`` samples.
 
 References:
     Siuzdak, 2023, "Vocos: Closing the gap between time-domain and Fourier-based neural vocoders".
@@ -95,8 +96,9 @@ class StreamingLatentDecoder(nn.Module):
     """Base of the decoders whose layers form one ``StreamingSequential``: ``latent [B, dimension, F] -> wav``.
 
     Subclasses set ``dimension`` (latent channels), ``model`` (the
-    :class:`~sonotok.modules.streaming.StreamingSequential`), ``num_states`` and ``delay`` (samples the
-    stream lags the offline output).
+    :class:`~sonotok.modules.streaming.StreamingSequential`, ending in an
+    :class:`~sonotok.modules.stft.ISTFTHead`), ``num_states`` and ``delay`` (samples the stream lags the
+    offline output; ``Codec.decoder_delay`` is derived from it).
     """
 
     def forward(self, z: Tensor) -> Tensor:
@@ -111,6 +113,12 @@ class StreamingLatentDecoder(nn.Module):
     def step(self, z: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
         """Stream latent frames; output lags :meth:`forward` by ``delay`` samples."""
         return self.model.step(z, state)
+
+    def flush(self, state: List[Tensor]) -> Tensor:
+        """The last ``delay`` samples of a stream, ``[B, 1, delay]`` (the head's overlap tail; the layers
+        before it are causal and hold nothing back). ``state`` is not changed."""
+        head = self.model.layers[-1]
+        return head.flush(state[len(state) - head.num_states :])
 
 
 class VocosDecoder(StreamingLatentDecoder):

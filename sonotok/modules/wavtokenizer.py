@@ -113,8 +113,9 @@ class WavTokenizerDecoder(StreamingLatentDecoder):
     Layout: 1x1 projection, LayerNorm, ``num_blocks`` causal ConvNeXt blocks with a
     :class:`CausalWindowAttention` block inserted after each index in ``attention_at``, LayerNorm,
     :class:`~sonotok.modules.stft.ISTFTHead` with ``hop = hop_length`` and ``n_fft = n_fft_factor * hop``.
-    The offline output is aligned with the codec input; the streamed output lags it by ``delay`` samples
-    (set ``Codec.decoder_delay`` to ``(n_fft_factor - 1) * hop_length``).
+    The offline output is aligned with the codec input; the streamed output lags it by
+    ``delay = (n_fft_factor - 1) * hop_length`` samples (``Codec.decoder_delay`` is derived from it) and
+    ``flush`` returns the last ``delay`` samples.
 
     Args:
         channels: audio channels (must be 1).

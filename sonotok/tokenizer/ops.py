@@ -3,10 +3,14 @@
 * :func:`encode_batch` encodes a list of items of different lengths as one zero-padded batch and crops
   each item's codes to ``ceil(len / hop)`` frames. The default models are causal and
   :meth:`Codec.encode` pads to whole frames, so the codes equal those of each item encoded alone.
+  Non-causal models (``codec.causal`` False: X-Codec, whose teacher sees the whole input) are encoded one
+  item at a time, so the same holds for them.
 * :func:`encode_file` reads a file; files longer than ``long_file_seconds`` are read block by block and
-  streamed through ``codec.encode_step`` (bounded memory, identical codes; the last partial frame is
-  flushed by zero-padding it to a whole hop, exactly like :meth:`Codec.pad_to_frames`).
-* :func:`decode_codes`, :func:`decode_batch` turn codes back into audio.
+  streamed through a :meth:`Codec.streaming` session (bounded memory, identical codes; the last partial
+  frame is flushed by zero-padding it to a whole hop, exactly like :meth:`Codec.pad_to_frames`). A
+  non-causal model cannot stream: such a file is an :class:`~sonotok.errors.AudioError` naming it.
+* :func:`decode_codes`, :func:`decode_batch` turn codes back into the decoded signal, :meth:`Codec.decode`
+  (long code files stream through a session in bounded memory, with the same samples at the same positions).
 """
 
 from __future__ import annotations
@@ -66,6 +70,9 @@ def encode_batch(codec, wavs: Sequence[Tensor | np.ndarray], sample_rate: Option
     lengths = [int(w.shape[-1]) for w in items]
     if min(lengths) <= 0:
         raise ValueError(f"empty item in batch (lengths {lengths})")
+    if len(items) > 1 and not getattr(codec, "causal", True):
+        # padding would reach the codes of a non-causal model: one item at a time
+        return [encode_batch(codec, [w], num_codebooks=num_codebooks)[0] for w in items]
     t = max(codec.num_frames(n) for n in lengths) * codec.hop_length
     batch = torch.stack([F.pad(w, (0, t - w.shape[-1])) for w in items]).to(dev)
     codes = codec.encode(batch, num_codebooks=num_codebooks).cpu()
@@ -74,33 +81,30 @@ def encode_batch(codec, wavs: Sequence[Tensor | np.ndarray], sample_rate: Option
 
 @torch.no_grad()
 def encode_stream(codec, blocks: Iterable[Tensor], num_codebooks: Optional[int] = None) -> Tuple[Tensor, int]:
-    """Stream blocks ``[C, t]`` (at the model's rate) through ``codec.encode_step``.
+    """Stream blocks ``[C, t]`` (at the model's rate) through a :meth:`Codec.streaming` session.
 
     Memory is bounded by the block size (plus the codes). The final partial frame is zero-padded to a whole
-    hop, so the result equals ``codec.encode`` on the concatenated audio.
+    hop (the session's ``flush``), so the result equals ``codec.encode`` on the concatenated audio.
 
     Returns:
         ``(codes [K, F] int64, num_samples)``.
     """
     dev = _device(codec)
-    enc_state, _ = codec.init_state(1)
-    enc_state = [s.to(dev) for s in enc_state]
     out: List[Tensor] = []
     total = 0
-    for block in blocks:
-        block = _as_ct(codec, block)
-        if block.shape[-1] == 0:
-            continue
-        total += int(block.shape[-1])
-        codes, enc_state = codec.encode_step(block[None].to(dev), enc_state)
-        if codes.shape[-1]:
-            out.append(codes[0].cpu())
-    extra = (-total) % codec.hop_length
-    if extra:
-        codes, enc_state = codec.encode_step(torch.zeros(1, codec.channels, extra, device=dev), enc_state)
+    with codec.streaming(1) as session:
+        for block in blocks:
+            block = _as_ct(codec, block)
+            if block.shape[-1] == 0:
+                continue
+            total += int(block.shape[-1])
+            codes = session.encode(block[None].to(dev))
+            if codes.shape[-1]:
+                out.append(codes[0].cpu())
+        if total == 0:
+            raise ValueError("no audio in stream")
+        codes, _ = session.flush()
         out.append(codes[0].cpu())
-    if total == 0:
-        raise ValueError("no audio in stream")
     codes = torch.cat(out, dim=-1)
     if num_codebooks is not None:
         codes = codes[: codec.quantizer.check_num_codebooks(num_codebooks)]
@@ -153,6 +157,11 @@ def encode_file_info(codec, path: str | os.PathLike, num_codebooks: Optional[int
     """:func:`encode_file` returning :class:`EncodedFile` (codes, length, source duration and rate)."""
     info = audio_info(path)
     if info.duration > long_file_seconds:
+        if not getattr(codec, "causal", True):
+            raise AudioError(path, f"{info.duration:.1f} s is longer than long_file_seconds="
+                                   f"{long_file_seconds:g}: {getattr(codec, 'name', 'this model')} is not causal "
+                                   "(it sees the whole input), so it cannot stream a long file in bounded "
+                                   "memory; split the file or raise long_file_seconds (--long-file-seconds)")
         block = max(1, int(chunk_seconds * info.sample_rate))
         if info.sample_rate == codec.sample_rate:
             blocks = read_blocks(path, block, channels, codec.channels)
@@ -185,22 +194,22 @@ def encode_file(codec, path: str | os.PathLike, num_codebooks: Optional[int] = N
 # ------------------------------------------------------------------------------------------ decoding
 @torch.no_grad()
 def decode_codes(codec, codes: Tensor | np.ndarray, length: Optional[int] = None, chunk_frames: int = 0) -> Tensor:
-    """``codes [K, F] -> wav [C, T]`` (``T = length`` or ``F * hop``).
+    """``codes [K, F] -> wav [C, T]``: the decoded signal :meth:`Codec.decode` (``T = length`` or ``F * hop``).
 
-    ``chunk_frames > 0`` streams through ``codec.decode_step`` in chunks of that many frames (bounded memory
-    for long code files; equal to offline decoding within float tolerance).
+    ``chunk_frames > 0`` streams through a :meth:`Codec.streaming` session in chunks of that many frames
+    (bounded memory for long code files) and flushes it: the same samples at the same positions as offline
+    decoding, the decoder's delay aligned and its last ``decoder_delay`` samples included (float tolerance).
     """
     dev = _device(codec)
     codes = torch.as_tensor(np.asarray(codes) if not isinstance(codes, Tensor) else codes).long().to(dev)
     if codes.dim() != 2:
         raise CodesError(f"codes must be [K, F], got {list(codes.shape)}")
     if chunk_frames and codes.shape[-1] > chunk_frames:
-        _, state = codec.init_state(1)
-        state = [s.to(dev) for s in state]
         parts = []
-        for i in range(0, codes.shape[-1], chunk_frames):
-            wav, state = codec.decode_step(codes[None, :, i: i + chunk_frames], state)
-            parts.append(wav[0].cpu())
+        with codec.streaming(1) as session:
+            for i in range(0, codes.shape[-1], chunk_frames):
+                parts.append(session.decode(codes[None, :, i: i + chunk_frames])[0].cpu())
+            parts.append(session.flush()[1][0].cpu())
         wav = torch.cat(parts, -1)
     else:
         wav = codec.decode(codes[None])[0].cpu()
@@ -210,8 +219,14 @@ def decode_codes(codec, codes: Tensor | np.ndarray, length: Optional[int] = None
 @torch.no_grad()
 def decode_batch(codec, codes_list: Sequence[Tensor | np.ndarray], lengths: Optional[Sequence[int]] = None
                  ) -> List[Tensor]:
-    """Decode items ``[K, F_i]`` in one batch (padded with code 0; the causal decoder never lets padding leak
-    backwards) -> one ``[C, T_i]`` per item (``T_i = lengths[i]`` or ``F_i * hop``)."""
+    """Decode items ``[K, F_i]`` in padded batches -> one ``[C, T_i]`` per item (``T_i = lengths[i]`` or
+    ``F_i * hop``), each equal to :meth:`Codec.decode` of the item alone.
+
+    The decoders are causal, so padding (code 0) never reaches earlier samples. A decoder with a delay
+    (inverse STFT) overlap-adds each frame into the ``decoder_delay`` samples before it, so padding frames
+    would change the last ``decoder_delay`` samples of a shorter item: such models batch only items of
+    equal length.
+    """
     if len(codes_list) == 0:
         return []
     dev = _device(codec)
@@ -219,13 +234,18 @@ def decode_batch(codec, codes_list: Sequence[Tensor | np.ndarray], lengths: Opti
     ks = {c.shape[0] for c in items}
     if len(ks) != 1:
         raise CodesError(f"all items of a batch need the same number of codebooks, got {sorted(ks)}")
-    f = max(c.shape[-1] for c in items)
-    batch = torch.stack([F.pad(c, (0, f - c.shape[-1])) for c in items]).to(dev)
-    wav = codec.decode(batch).cpu()
-    out = []
-    for i, c in enumerate(items):
-        n = c.shape[-1] * codec.hop_length if lengths is None else int(lengths[i])
-        out.append(wav[i, :, :n].clone())
+    frames = [int(c.shape[-1]) for c in items]
+    groups = [list(range(len(items)))]
+    if getattr(codec, "decoder_delay", 0) > 0:
+        groups = [[i for i, f in enumerate(frames) if f == n] for n in sorted(set(frames))]
+    out: List[Optional[Tensor]] = [None] * len(items)
+    for group in groups:
+        f = max(frames[i] for i in group)
+        batch = torch.stack([F.pad(items[i], (0, f - frames[i])) for i in group]).to(dev)
+        wav = codec.decode(batch).cpu()
+        for j, i in enumerate(group):
+            n = frames[i] * codec.hop_length if lengths is None else int(lengths[i])
+            out[i] = wav[j, :, :n].clone()
     return out
 
 

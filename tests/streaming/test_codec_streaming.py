@@ -121,3 +121,53 @@ def test_streaming_session_context():
     assert torch.equal(codes, codec.encode(wav))
     torch.testing.assert_close(torch.cat(audio, -1), codec.decode(codes), atol=1e-5, rtol=1e-4)
     assert "_stream_q" not in codec.state_dict() and not any("_stream_q" in k for k in codec.state_dict())
+
+
+def test_stream_quantizer_is_not_stale_after_training():
+    """The frozen quantizer cached for streaming is rebuilt once training changed the codebooks (EMA)."""
+    torch.manual_seed(0)
+    kw = CONFIGS["s2x4"]
+    codec = Codec(SEANetEncoder(1, 16, 4, last_kernel_size=3, **kw),
+                  ResidualVQ(16, 2, 32, kmeans_init=False, decay=0.5),
+                  SEANetDecoder(1, 16, 4, last_kernel_size=3, **kw)).eval()
+    wav = torch.randn(1, 1, 800)
+    enc_state, _ = codec.init_state(1)  # a stream prepared before training continues
+    before, _ = codec.encode_step(wav, enc_state)
+    codec.train()
+    for _ in range(3):
+        codec(3 * torch.randn(4, 1, 800))
+    codec.eval()
+    offline = codec.encode(wav)
+    assert (before != offline).any(), "training did not move the codebooks: weak test"
+    after, _ = codec.encode_step(wav, enc_state)
+    assert torch.equal(after, offline)
+    # training forward passes alone (no train()/eval() switch) also invalidate the streaming copy
+    codec.train()
+    codec.encode_step(wav, enc_state)  # caches the current codebooks
+    codec(3 * torch.randn(4, 1, 800))
+    assert torch.equal(codec.encode_step(wav, enc_state)[0], codec.quantizer.encode(codec.encoder(wav)))
+
+
+def test_stream_quantizer_follows_the_codec_device():
+    codec = make_codec()
+    codec.encode_step(torch.randn(1, 1, 64), codec.init_state(1)[0])  # cached on the CPU
+    codec.to("meta")  # any .to(device): the cached copy must move with it
+    tensors = list(codec._stream_quantizer().buffers()) + list(codec._stream_quantizer().parameters())
+    assert tensors and all(t.device.type == "meta" for t in tensors)
+
+
+def test_streaming_session_reset_and_close():
+    codec = make_codec()
+    wav = torch.randn(1, 1, 8 * 9 + 5)
+    s = codec.streaming(1)
+    s.encode(torch.randn(1, 1, 30))  # a first stream, abandoned
+    s.reset()
+    codes = [s.encode(wav[..., i : i + 11]) for i in range(0, wav.shape[-1], 11)]
+    last, audio = s.flush()  # never decoded: no audio; the partial last frame is zero-padded
+    assert last.shape == (1, codec.num_codebooks, 1) and audio.shape == (1, 1, 0)
+    assert torch.equal(torch.cat(codes + [last], -1), codec.encode(wav))
+    with pytest.raises(RuntimeError, match="closed"):
+        s.decode(last)
+    with codec.streaming(1) as s2:
+        s2.decode(last)
+    assert s2.closed and s2.dec_state == []
