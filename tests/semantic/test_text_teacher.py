@@ -122,3 +122,23 @@ def test_align_to_crop_odd_lengths():
     assert mask[0].all() and not mask[1].any() and mask[2].all() and not feats[1].any()
     with pytest.raises(ValueError, match="tokens must be"):
         interpolate_tokens(torch.zeros(4, 0), 5)
+
+
+def test_text_teacher_transcribes_audio_without_text(tmp_path):
+    """The speech-teacher interface: teacher(wav, frame_rate=...) with no texts runs the teacher's ASR."""
+    d, _ = write_tiny_bert(tmp_path / "b")
+
+    class FakeASR:
+        seen = []
+
+        def transcribe(self, wav):
+            FakeASR.seen.append(tuple(wav.shape))
+            return "hello world" if len(FakeASR.seen) == 1 else ""
+
+    t = TextTeacher(str(d), asr=FakeASR())
+    f = t(torch.randn(2, 1, 8000), sample_rate=8000, frame_rate=50.0)  # 1 s at 8 kHz, resampled to 16 kHz
+    assert FakeASR.seen == [(16000,), (16000,)]
+    assert f.shape == (2, 16, 50) and f[0].abs().sum() > 0 and not f[1].any()  # no words: no target
+    with pytest.raises(ValueError, match="num_frames or frame_rate"):
+        t(torch.randn(1, 1, 800), texts=["hello"])
+    assert TextTeacher(str(d), asr=None).identity() != TextTeacher(str(d), asr=None, mode="nearest").identity()
