@@ -263,3 +263,18 @@ def test_repository_notice_credits_every_source():
     text = (Path(__file__).resolve().parents[2] / "NOTICE.txt").read_text(encoding="utf-8")
     assert notice_text(list(SOURCES.values())) in text, "NOTICE.txt is stale: regenerate it from notice_text()"
     assert "VISIBLE CREDIT REQUIRED" in text and "Marco Menardi and Paola Dal Zot" in text
+
+
+@pytest.mark.skipif(shutil.which("flite") is None, reason="flite not installed (Debian package flite)")
+def test_synthetic_voices_are_opt_in_and_tagged(tmp_path):
+    out = tmp_path / "tts"
+    build_corpus(out, sources=[], extra=["flite"], limit_per_speaker=3, valid_languages=[], test_languages=[],
+                 test_speakers=["flite_kal16"], verbose=False)
+    rows = read_manifest(out / "manifest.jsonl")
+    assert {r["speaker"] for r in rows} == {"flite_slt", "flite_rms", "flite_awb", "flite_kal16"}
+    assert all(r["synthetic"] is True and r["text"] and r["source"].startswith("flite:") for r in rows)
+    assert {r["split"] for r in rows if r["speaker"] == "flite_kal16"} == {"valid", "test"}
+    assert "synthetic" in (out / "NOTICE.txt").read_text()
+    from sonotok.data.corpus import DEFAULT_SOURCES, EXTRA_SOURCES
+
+    assert set(EXTRA_SOURCES) == {"espeak", "flite", "piper"} and not set(EXTRA_SOURCES) & set(DEFAULT_SOURCES)
