@@ -250,8 +250,12 @@ def test_cli_export_and_stream(model_dir, wav_file, tmp_path, capsys):
         expected = {2: "eager", 3: "torchscript"} if src[0] == "--model" else {2: "torchscript (frozen, optimized)",
                                                                                   3: "torchscript"}
         assert report["backend"] == expected[len(src)]
-        assert report["chunks"] > 100 and report["compute_ms"]["p95_ms"] >= report["compute_ms"]["mean_ms"] * 0
-        assert report["compute_ms"]["max_ms"] >= report["compute_ms"]["p95_ms"]
+        stats = report["compute_ms"]
+        assert report["chunks"] == -(-wav.shape[-1] // report["chunk_samples"]) > 100
+        assert 0 < stats["mean_ms"] <= stats["max_ms"] and 0 < stats["p95_ms"] <= stats["max_ms"]
+        # the real-time factor is the total per-chunk compute over the audio duration
+        assert report["rtf"] * report["audio_s"] * 1000 == pytest.approx(report["chunks"] * stats["mean_ms"])
+        assert report["audio_s"] == pytest.approx(wav.shape[-1] / 16000)
         assert report["algorithmic_latency_ms"] == pytest.approx(1000 * (8 + 21 - 1) / 16000)
         assert report["rtf"] > 0
         codes = np.load(str(out.with_suffix("")) + ".codes.npy")
@@ -276,6 +280,37 @@ def test_cli_stream_stdin_pipe(model_dir, wav_file, tmp_path):
     assert y.shape[0] == x.shape[0]
     assert b"real-time factor" in proc.stderr
     assert np.load(codes_out).shape == (2, -(-x.shape[0] // 8))
+
+
+def test_stream_report_statistics():
+    """The timing report of `sonotok stream` from known per-chunk times (mean, p95, max, real-time factor)."""
+    from sonotok.export.runtime import StreamResult
+
+    times = [0.001] * 19 + [0.021]  # 20 chunks of 320 samples at 16 kHz: 0.4 s of audio
+    r = StreamResult(codes=torch.zeros(2, 20, dtype=torch.long), audio=torch.zeros(1, 6400), num_samples=6400,
+                     sample_rate=16000, hop_length=320, decoder_delay=480, chunk_samples=320, times_s=times)
+    rep = r.report()
+    assert rep["chunks"] == 20 and rep["frames"] == 20 and rep["audio_s"] == pytest.approx(0.4)
+    assert rep["compute_ms"] == pytest.approx({"mean_ms": 2.0, "p95_ms": 1.0, "max_ms": 21.0})
+    assert rep["rtf"] == pytest.approx(0.04 / 0.4) and rep["x_realtime"] == pytest.approx(10.0)
+    assert rep["algorithmic_latency_ms"] == pytest.approx(1000 * (320 + 480) / 16000)
+    assert rep["model_latency_ms"] == pytest.approx(50.0)
+    assert rep["latency_plus_p95_compute_ms"] == pytest.approx(51.0)
+
+
+def test_noncausal_model_is_refused_before_anything_is_written(tmp_path):
+    """X-Codec (teacher at the input) has no streaming encoder: export refuses it up front, naming why."""
+    from sonotok.errors import SonotokError
+    from sonotok.models.semantic import XCodec
+    from tests.semantic.conftest import TinyTeacher, tiny_codec_parts
+
+    enc, q, dec = tiny_codec_parts()
+    codec = XCodec(enc, q, dec, teacher=TinyTeacher(), teacher_dim=12, semantic_dim=8, name="tiny-xcodec").eval()
+    for export in (export_torchscript, export_programs):
+        out = tmp_path / export.__name__
+        with pytest.raises(SonotokError, match="tiny-xcodec .*cannot be exported: it is not causal"):
+            export(codec, out)
+        assert not out.exists()
 
 
 def test_stream_latency_formula():
