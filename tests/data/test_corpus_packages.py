@@ -278,3 +278,35 @@ def test_synthetic_voices_are_opt_in_and_tagged(tmp_path):
     from sonotok.data.corpus import DEFAULT_SOURCES, EXTRA_SOURCES
 
     assert set(EXTRA_SOURCES) == {"espeak", "flite", "piper"} and not set(EXTRA_SOURCES) & set(DEFAULT_SOURCES)
+
+
+def test_asterisk_prompts_fetched_when_not_installed(tmp_path, monkeypatch):
+    """Without /usr/share/asterisk/sounds the G.722 prompts and their transcripts come from the cache."""
+    pytest.importorskip("G722")
+    from array import array
+
+    from G722 import G722
+
+    import sonotok.data.corpus.sources as S
+
+    monkeypatch.setattr(S, "SOUNDS_ROOT", str(tmp_path / "not-installed"))
+    monkeypatch.setattr(S, "DOC_ROOT", str(tmp_path / "no-docs"))
+    cache = tmp_path / "cache"
+    for lang, voice in (("en", "en_US_f_Allison"), ("fr", "fr_CA_f_June")):
+        snd = _stamp(cache, f"asterisk-core-sounds-{lang}-g722") / "usr/share/asterisk/sounds" / voice
+        snd.mkdir(parents=True)
+        for j, name in enumerate(("hello", "goodbye", "beep")):
+            x = _speech(1.0, 16000, 40 * j + (lang == "fr")) if name != "beep" else 0.5 * np.sin(np.arange(16000) * 0.4)
+            pcm = array("h", np.clip(x * 32767, -32768, 32767).astype(np.int16).tolist())
+            (snd / f"{name}.g722").write_bytes(bytes(G722(16000, 64000).encode(pcm)))
+        doc = _stamp(cache, f"asterisk-core-sounds-{lang}") / f"usr/share/doc/asterisk-core-sounds-{lang}"
+        doc.mkdir(parents=True)
+        (doc / f"core-sounds-{lang}.txt.gz").write_bytes(gzip.compress(f"hello: Hello {lang}.\n".encode()))
+    out = tmp_path / "c"
+    build_corpus(out, sources=["asterisk"], languages=["en", "fr"], cache_dir=cache, test_speakers=["june"], min_train_seconds=0,
+                 valid_every=2, verbose=False)
+    rows = read_manifest(out / "manifest.jsonl")
+    assert {(r["speaker"], r["language"]) for r in rows} == {("allison", "en"), ("june", "fr")}
+    assert {Path(r["path"]).stem for r in rows} == {"hello", "goodbye"}  # the beep is dropped by name
+    assert {r["text"] for r in rows if Path(r["path"]).stem == "hello"} == {"Hello en.", "Hello fr."}
+    assert all(r["text"] is None for r in rows if Path(r["path"]).stem == "goodbye")
