@@ -293,15 +293,22 @@ def conv_tasnet(num_sources: int = 2, N: int = 512, L: int = 16, B: int = 128, H
 def load_torchaudio_weights(model: ConvTasNet, ref: nn.Module) -> ConvTasNet:
     """Copy the weights of a ``torchaudio.models.ConvTasNet`` into ``model`` (same hyper-parameters,
     ``norm="gln"``, non-causal). Parameter order is identical; only the names differ."""
+    return copy_parameters(model, ref)
+
+
+def copy_parameters(model: nn.Module, ref: nn.Module) -> nn.Module:
+    """Copy ``ref``'s parameters into ``model`` in order (same shapes; names may differ): torchaudio's
+    ConvTasNet into ours, or a non-causal (gLN) separator into its causal (cLN) twin, whose norms and
+    convolutions have the same parameters under other names (``init_from`` of the causal preset)."""
     ours = [p for p in model.parameters()]
     theirs = [p for p in ref.parameters()]
     if len(ours) != len(theirs):
-        raise ValueError(f"parameter tensors differ: ours {len(ours)}, torchaudio {len(theirs)}")
+        raise ValueError(f"parameter tensors differ: ours {len(ours)}, the source's {len(theirs)}")
     with torch.no_grad():
         for a, b in zip(ours, theirs):
-            if a.shape != b.shape:
+            if a.shape != b.shape and a.squeeze().shape != b.squeeze().shape:  # gLN [1, C, 1] vs cLN [C]
                 raise ValueError(f"shape mismatch {list(a.shape)} vs {list(b.shape)}")
-            a.copy_(b)
+            a.copy_(b.reshape(a.shape))
     return model
 
 

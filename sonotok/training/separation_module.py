@@ -112,6 +112,11 @@ def build_separation_module(cfg: DictConfig) -> SeparationLightningModule:
     from hydra.utils import instantiate
 
     separator = instantiate(cfg.separator)
+    if cfg.get("init_from"):  # start from a trained separator's weights (same shapes, e.g. gLN -> cLN twin)
+        from sonotok.model_io import load_separator
+        from sonotok.models.separation import copy_parameters
+
+        copy_parameters(separator, load_separator(cfg.init_from))
     losses = {k: instantiate(v) for k, v in cfg.loss.modules.items() if v is not None}
     return SeparationLightningModule(
         separator=separator,

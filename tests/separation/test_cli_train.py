@@ -81,3 +81,21 @@ def test_short_training_writes_loadable_model_and_checkpoint(tmp_path, fake_corp
     with torch.no_grad():
         assert torch.allclose(m_dir(x), m_ckpt(x), atol=1e-6)
     assert m_dir.meta["task"] == "separation" and m_dir.meta["train_steps"] == 2
+
+
+def test_init_from_copies_a_noncausal_model_into_its_causal_twin(tmp_path):
+    from sonotok.training.separation_module import build_separation_module
+    from sonotok.training.train import compose_config
+
+    src = _model_dir(tmp_path)
+    over = ["separation=convtasnet_tiny", "separator.encoder.num_filters=16", "separator.masker.bottleneck=8",
+            "separator.masker.hidden=8", "separator.masker.norm=cln", "separator.masker.causal=true"]
+    fresh = build_separation_module(compose_config(over, config_name="separate")).separator
+    module = build_separation_module(compose_config(over + [f"init_from={src}"], config_name="separate"))
+    import sonotok
+
+    ref = sonotok.load_separator(src)
+    assert module.separator.causal and not ref.causal
+    for a, b, c in zip(module.separator.parameters(), ref.parameters(), fresh.parameters()):
+        assert torch.equal(a.flatten(), b.flatten())
+    assert any(not torch.equal(b.flatten(), c.flatten()) for b, c in zip(ref.parameters(), fresh.parameters()))
