@@ -183,6 +183,25 @@ def test_padded_decode_batch_equals_each_item_alone(setup):
         torch.testing.assert_close(y, alone, atol=1e-6, rtol=0)
 
 
+def test_tokenize_then_decode_files_in_chunks(setup, tmp_path):
+    """The corpus path (`sonotok tokenize` then `sonotok decode`, which streams code files longer than
+    --chunk-frames): the written audio is the decoded signal, aligned and complete."""
+    from sonotok.tokenizer.runner import decode_files, tokenize
+
+    codec = setup["codec"]
+    x16 = np.round(setup["x"][0, 0].numpy() * 32767).astype(np.int16)
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "a.wav", x16, 16000, subtype="PCM_16")
+    assert tokenize(codec, [tmp_path / "in"], tmp_path / "codes", progress=False).written == 1
+    summary = decode_files(codec, [tmp_path / "codes"], tmp_path / "dec", chunk_frames=5, progress=False)
+    assert summary.written == 1, summary.failures
+    y, _ = sf.read(tmp_path / "dec" / "a.wav", dtype="float32")
+    xq = torch.from_numpy(x16.astype(np.float32) / 32768)[None, None]
+    ref = codec.decode(codec.encode(xq))[0, 0, :N].numpy()
+    assert y.shape == (N,)
+    assert np.abs(y - ref).max() < PCM16
+
+
 @pytest.mark.slow
 def test_torch_export_programs_flush_the_tail(setup, tmp_path):
     from sonotok.export.torch_export import export_programs

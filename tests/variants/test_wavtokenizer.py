@@ -128,6 +128,24 @@ def test_streamed_equals_offline(preset, chunk):
     assert audio[..., :delay].abs().max() < 1e-3 + ref_audio.abs().max()  # pre-roll is finite
 
 
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("chunk", [1, 5])
+def test_streaming_session_gives_the_decoded_signal(preset, chunk):
+    """A delay of three hops (and the attention's state): the session drops the pre-roll and its flush
+    returns the tail, so the streamed audio is the offline decode sample for sample."""
+    torch.manual_seed(0)
+    codec = tiny_codec(preset)
+    assert codec.decoder_delay == 3 * codec.hop_length
+    with torch.no_grad():
+        codes = codec.encode(0.1 * torch.randn(1, 1, 12 * codec.hop_length))
+        ref = codec.decode(codes)
+    with codec.streaming(1) as s:
+        parts = [s.decode(codes[..., i : i + chunk]) for i in range(0, codes.shape[-1], chunk)]
+        _, tail = s.flush()
+    assert [p.shape[-1] for p in parts[:2]] == ([0, 0] if chunk == 1 else [2 * codec.hop_length, 5 * codec.hop_length])
+    torch.testing.assert_close(torch.cat(parts + [tail], -1), ref, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("context", [1, 3, 50])
 @pytest.mark.parametrize("chunks", [[1] * 9, [4, 0, 5], [2, 7], [9]])
 def test_window_attention_streams(context, chunks):
