@@ -117,7 +117,8 @@ def test_build_from_package_trees(fake_cache, tmp_path):
     build_corpus(out, cache_dir=fake_cache, verbose=False, **KW)
     assert (out / "manifest.jsonl").read_text() == before
     assert (out / rows[0]["path"]).stat().st_mtime_ns == mtime
-    assert "cached" in (out / "build.log").read_text()
+    relog = (out / "build.log").read_text()
+    assert "cached" in relog and "broken.ogg: corrupt" in relog  # skip reasons survive a cached rebuild
     notice = (out / "NOTICE.txt").read_text()
     assert "KTuberling" in notice and "KLettres" in notice and "GPL-2+" in notice
 

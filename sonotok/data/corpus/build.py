@@ -91,10 +91,13 @@ def process_group(g: Group, out_dir: str | os.PathLike, params: dict) -> tuple[l
     key = hashlib.sha1(json.dumps([_VERSION, g.source, g.language, g.speaker, g.mode, [c.name for c in g.clips],
                                    params], sort_keys=True).encode()).hexdigest()[:12]
     part = out / ".parts" / f"{_safe(g.speaker)}-{g.language}-{_safe(g.source)}-{key}.jsonl"
+    part_log = part.with_suffix(".log")
     if part.exists():
         rows = read_manifest(part)
         if all((out / r["path"]).exists() for r in rows):
-            return rows, [f"  {g.source} {g.speaker} ({g.language}): cached, {len(rows)} utterances"]
+            # the skip reasons of the run that made the cache stay in build.log
+            old = part_log.read_text(encoding="utf-8").splitlines()[1:] if part_log.is_file() else []
+            return rows, [f"  {g.source} {g.speaker} ({g.language}): cached, {len(rows)} utterances", *old]
     seg = params["segment"]
     rng = np.random.default_rng(int(key, 16))
     log: list[str] = []
@@ -165,10 +168,11 @@ def process_group(g: Group, out_dir: str | os.PathLike, params: dict) -> tuple[l
             rel = Path("wavs") / _safe(g.speaker) / g.language / f"{names[0]}__{len(names)}.wav"
             text = " ".join(texts) if all(texts) else None
             rows.append(row(rel, _utterance(y, rate, out / rel), rate, bw, text, names))
-    write_jsonl(part, rows)
     extra = ", ".join(f"{v} {k}" for k, v in sorted(skipped.items()))
     log.insert(0, f"  {g.source} {g.speaker} ({g.language}): {len(g.clips)} clips -> {len(rows)} utterances"
                + (f" (skipped {extra})" if extra else ""))
+    atomic_write_text(part_log, "\n".join(log) + "\n")
+    write_jsonl(part, rows)  # last: the part file marks the group as done
     return rows, log
 
 
