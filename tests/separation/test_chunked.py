@@ -95,3 +95,13 @@ def test_chunked_rejects_bad_arguments():
         separate_chunked(m, torch.randn(1, 1, 100), 0)
     with pytest.raises(ValueError, match="fade"):
         separate_chunked(m, torch.randn(1, 1, 100), 50, context=8, fade=40)
+
+
+def test_separate_method_windows_long_inputs():
+    m = conv_tasnet(2, norm="channel", **TINY).eval()
+    wav = torch.randn(2, 16000 * 2)  # stereo, 16 kHz, 2 s
+    with torch.no_grad():
+        whole = m.separate(wav, 16000, chunk_seconds=None)
+        windowed = m.separate(wav, 16000, chunk_seconds=0.25)
+    assert whole.shape == windowed.shape == (2, 8000 * 2)
+    assert (whole - windowed).abs().max() < 1e-5 * whole.abs().max()
