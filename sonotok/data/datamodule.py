@@ -39,6 +39,8 @@ class AudioDataModule(pl.LightningDataModule):
         bandwidth: keep only manifest rows with this ``bandwidth`` (the corpus config keeps ``"wideband"``).
         augment: training-crop augmentation (:class:`~sonotok.data.augment.Augmentation`; ``None``: off).
         epoch_size: crops per epoch with ``balance="speaker"`` (default: the number of training files).
+        balance_alpha: with ``balance="speaker"``, speaker probability proportional to ``seconds ** alpha``
+            (0: all speakers alike; 1: by hours).
 
     Batches are ``(wav [B, C, T], lengths [B])``; training crops all have ``T = segment_seconds * sample_rate``.
     """
@@ -63,6 +65,7 @@ class AudioDataModule(pl.LightningDataModule):
         bandwidth: str | None = None,
         augment=None,
         epoch_size: int | None = None,
+        balance_alpha: float = 0.0,
     ):
         super().__init__()
         if balance not in (None, "speaker"):
@@ -71,6 +74,7 @@ class AudioDataModule(pl.LightningDataModule):
         self.bandwidth = bandwidth
         self.augment = augment
         self.epoch_size = epoch_size
+        self.balance_alpha = float(balance_alpha)
         self.train_sources = train
         self.valid_sources = valid
         self.sample_rate = int(sample_rate)
@@ -135,7 +139,7 @@ class AudioDataModule(pl.LightningDataModule):
             self.setup("fit")
         ds = self.train_dataset
         if self.balance == "speaker":
-            sampler = SpeakerBalancedSampler(ds.items, self.epoch_size, seed=self.seed)
+            sampler = SpeakerBalancedSampler(ds.items, self.epoch_size, seed=self.seed, alpha=self.balance_alpha)
         else:
             sampler = EpochSampler(len(ds), shuffle=True, seed=self.seed)
         drop_last = len(sampler) >= self.batch_size

@@ -233,17 +233,20 @@ class EpochSampler(Sampler):
 class SpeakerBalancedSampler(Sampler):
     """Draws ``(index, epoch)`` so every speaker is equally likely, whatever its number of files or hours.
 
-    Each draw picks a speaker uniformly, then one of its files with probability proportional to the file's
-    duration (so crops are uniform in time within a speaker). Items without a speaker count as speakers of
-    their own. Deterministic per ``(seed, epoch)``.
+    Each draw picks a speaker (uniformly, or with probability proportional to ``seconds ** alpha``), then one
+    of its files with probability proportional to the file's duration (so crops are uniform in time within a
+    speaker). Items without a speaker count as speakers of their own. Deterministic per ``(seed, epoch)``.
 
     Args:
         items: the dataset's :class:`AudioItem` s (``AudioDataset.items``).
         num_samples: draws per epoch (default: ``len(items)``).
         seed: draw seed.
+        alpha: 0 (default): every speaker equally likely; 1: as likely as its share of the hours (plain
+            sampling by time); in between tempers how often speakers with little audio repeat.
     """
 
-    def __init__(self, items: Sequence[AudioItem], num_samples: int | None = None, seed: int = 0):
+    def __init__(self, items: Sequence[AudioItem], num_samples: int | None = None, seed: int = 0,
+                 alpha: float = 0.0):
         groups: dict[str, list[int]] = {}
         for i, it in enumerate(items):
             groups.setdefault(it.speaker if it.speaker is not None else f"\0{i}", []).append(i)
@@ -253,6 +256,9 @@ class SpeakerBalancedSampler(Sampler):
         for idx in self._index:
             w = np.asarray([max(float(items[i].duration), 1e-3) for i in idx])
             self._weights.append(w / w.sum())
+        seconds = np.asarray([sum(max(float(items[i].duration), 1e-3) for i in idx) for idx in self._index])
+        p = seconds ** float(alpha)
+        self._speaker_p = p / p.sum()
         self.num_samples = int(num_samples if num_samples is not None else len(items))
         self.seed = int(seed)
         self.epoch = 0
@@ -265,7 +271,7 @@ class SpeakerBalancedSampler(Sampler):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         rng = np.random.default_rng(_seed_for(self.seed, self.epoch, -2))
-        spk = rng.integers(len(self.speakers), size=self.num_samples)
+        spk = rng.choice(len(self.speakers), size=self.num_samples, p=self._speaker_p)
         epoch = self.epoch
         for s in spk.tolist():
             yield (int(rng.choice(self._index[s], p=self._weights[s])), epoch)

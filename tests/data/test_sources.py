@@ -126,6 +126,9 @@ def test_bandwidth_filter_and_speaker_balance(tmp_path):
     assert [i for i, _ in s][:50] != [i for i, _ in draws][:50]
     again = list(SpeakerBalancedSampler(ds.items, num_samples=4000, seed=3))
     assert again == draws  # deterministic per seed and epoch
+    by_time = list(SpeakerBalancedSampler(ds.items, num_samples=4000, seed=3, alpha=1.0))
+    small = sum(ds.items[i].speaker == "small" for i, _ in by_time) / len(by_time)
+    assert 0.08 < small < 0.15  # alpha=1: by hours, 1 s of 9
 
 
 def test_datamodule_balance_bandwidth_and_augment(tmp_path):
