@@ -40,7 +40,8 @@ class DMCodec(Codec):
 
     def __init__(self, encoder: nn.Module, quantizer: Quantizer, decoder: nn.Module, lm_dim: int = 384,
                  sm_dim: int = 384, lm_level: str = "all", sm_level: str = "first", sample_rate: int = 16000,
-                 channels: int = 1, decoder_delay: int = 0, quantizer_bypass_prob: float = 0.0, name: str = "dmcodec"):
+                 channels: int = 1, decoder_delay: Optional[int] = None, quantizer_bypass_prob: float = 0.0,
+                 name: str = "dmcodec"):
         super().__init__(encoder, quantizer, decoder, sample_rate, channels, decoder_delay, quantizer_bypass_prob,
                          name)
         for k, v in (("lm_level", lm_level), ("sm_level", sm_level)):

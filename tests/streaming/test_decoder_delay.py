@@ -34,7 +34,8 @@ def small_spectral_codec(*extra):
 
 
 @pytest.mark.parametrize("preset, delay", [("tiny", 480), ("fast_16k", 480), ("wavtokenizer_24k_75hz", 960),
-                                           ("wavtokenizer_24k_40hz", 1800), ("tiny_seanet", 0)])
+                                           ("wavtokenizer_24k_40hz", 1800), ("tiny_seanet", 0),
+                                           ("dmcodec_tiny", 480)])
 def test_presets_take_the_delay_from_the_decoder(preset, delay):
     cfg = compose_config([f"experiment={preset}"])
     assert cfg.codec.get("decoder_delay") is None, "presets must not hand-copy the decoder's delay"
