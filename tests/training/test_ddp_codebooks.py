@@ -98,3 +98,30 @@ def test_setup_distributed_keeps_weights_and_is_a_no_op_alone():
     assert q.setup_distributed() is False
     assert q.vq is vq
     assert all(torch.equal(before[k], v) for k, v in q.state_dict().items())
+
+
+def _module_worker(rank, world, port, out):
+    from sonotok.training.train import build_module, compose_config
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    module = build_module(compose_config(["experiment=tiny_seanet", "encoder.n_filters=4", "decoder.n_filters=4",
+                                          "latent_dim=16", "quantizer.codebook_size=16", "quantizer.num_codebooks=2"]))
+    before = module.codec.quantizer.synchronised
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        module.setup("fit")  # what Lightning calls once the process group exists, before DDP and optimizers
+        torch.save({"before": before, "after": module.codec.quantizer.synchronised}, os.path.join(out, f"m{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_training_module_setup_turns_on_codebook_sync(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_module_worker, args=(2, port, str(tmp_path)), nprocs=2, start_method="fork")
+    for r in range(2):
+        state = torch.load(tmp_path / f"m{r}.pt")
+        assert state == {"before": False, "after": True}
