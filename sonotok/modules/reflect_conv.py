@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sonotok.modules.conv import _apply_norm
+from sonotok.modules.conv import StreamingConv1d
 from sonotok.modules.streaming import Stateless
 
 
@@ -45,14 +45,16 @@ def reflect_pad(x: Tensor, left: int, right: int) -> Tensor:
     return y[..., : y.shape[-1] - extra]
 
 
-class ReflectPadConv1d(nn.Module):
+class ReflectPadConv1d(StreamingConv1d):
     """Causal 1-D convolution padded by reflection (EnCodec's causal ``SConv1d``).
 
     Offline: left padding ``(kernel - 1) * dilation - (stride - 1)`` and, for strided convolutions,
     the right padding that completes the last window, both by reflection, so
     ``T_out = ceil(T / stride)`` and the values equal EnCodec's for any length.
 
-    Streaming: the state is the unconsumed input and a start flag; see the module docstring.
+    Streaming: the state is the unconsumed input and a start flag; see the module docstring. Steps that
+    complete only a few output frames use :class:`~sonotok.modules.conv.StreamingConv1d`'s matrix-product
+    path (this class is one with another padding).
 
     Args:
         in_channels: input channels.
@@ -76,20 +78,10 @@ class ReflectPadConv1d(nn.Module):
         bias: bool = True,
         norm: str = "weight_norm",
     ):
-        super().__init__()
-        if kernel_size < stride:
-            raise ValueError(f"kernel_size ({kernel_size}) must be >= stride ({stride})")
-        self.conv = _apply_norm(
-            nn.Conv1d(in_channels, out_channels, kernel_size, stride, dilation=dilation, groups=groups, bias=bias),
-            norm,
-        )
-        self.in_channels = int(in_channels)
+        super().__init__(in_channels, out_channels, kernel_size, stride, dilation, groups, bias, norm)
         self.out_channels = int(out_channels)
-        self.kernel_size = int(kernel_size)
-        self.stride = int(stride)
-        self.dilation = int(dilation)
-        self.effective_kernel = (kernel_size - 1) * dilation + 1
-        self.padding = (kernel_size - 1) * dilation - (stride - 1)
+        # EnCodec's (kernel - 1) * dilation - (stride - 1): the same left padding as StreamingConv1d's
+        assert self.padding == (kernel_size - 1) * dilation - (stride - 1)
         self.num_states = 2
 
     def extra_padding(self, length: int) -> int:
@@ -126,7 +118,10 @@ class ReflectPadConv1d(nn.Module):
         if n <= 0:
             return buf.new_zeros(buf.shape[0], self.out_channels, 0), [buf, started]
         used = (n - 1) * self.stride + self.effective_kernel
-        y = self.conv(buf[..., :used])
+        if n <= self.small_step_frames:  # a few frames: one matrix product (StreamingConv1d's fast path)
+            y = self._conv_few_frames(buf[..., :used])
+        else:
+            y = self.conv(buf[..., :used])
         return y, [buf[..., n * self.stride :], started]
 
 

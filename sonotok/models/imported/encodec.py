@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -32,11 +32,10 @@ from sonotok.errors import ModelLoadError
 from sonotok.models.codec import Codec
 from sonotok.models.imported.common import (
     as_state_dict,
+    imported,
     load_mapped_state,
     read_torch_checkpoint,
     require_keys,
-    Imported,
-    imported,
 )
 from sonotok.modules.lstm import StreamingLSTM
 from sonotok.modules.reflect_conv import AlignedResidual, ReflectPadConv1d
@@ -208,9 +207,21 @@ def rename_key(key: str) -> str | None:
     if m := _BLOCK.match(key):
         inner = f"block.layers.{m[4]}" if m[4] is not None else "shortcut"
         return f"{m[1]}.model.layers.{m[2]}.{inner}.conv.{_WN[m[5]]}"
-    if m := _LSTM.match(key):
-        return f"{m[1]}.model.layers.{m[2]}.lstm.{m[3]}"
-    return None
+    return None  # LSTM weights are stacked per layer kind (lstm_tables), codebooks are stacked too
+
+
+def lstm_tables(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """EnCodec's ``nn.LSTM`` tensors (``weight_ih_l0`` ...) stacked into :class:`StreamingLSTM`'s parameters."""
+    out: Dict[str, Tensor] = {}
+    found: Dict[Tuple[str, str], Dict[str, Dict[int, Tensor]]] = {}
+    for key, value in state.items():
+        if m := _LSTM.match(key):
+            if k := re.match(r"^(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)$", m[3]):
+                found.setdefault((m[1], m[2]), {}).setdefault(k[1], {})[int(k[2])] = value
+    for (part, idx), kinds in found.items():
+        for kind, layers in kinds.items():
+            out[f"{part}.model.layers.{idx}.{kind}"] = torch.stack([layers[i] for i in sorted(layers)])
+    return out
 
 
 def infer_config(path, state: Dict[str, Tensor]) -> Dict[str, object]:
@@ -284,10 +295,12 @@ def read_encodec(path, bandwidth: float = 6.0, sample_rate: int = 24000, name: s
     tables = []
     for level in range(k):
         tables.append(state[f"quantizer.vq.layers.{level}._codebook.embed"])
+    lstm = lstm_tables(state)
     load_mapped_state(
         path, model, state, rename_key,
-        ignored=lambda key: _CODEBOOK.match(key) is not None,
-        extra_state={"quantizer.codebooks": stack_codebooks(tables)},
+        ignored=lambda key: _CODEBOOK.match(key) is not None or (
+            _LSTM.match(key) is not None and re.search(r"\.(weight|bias)_(ih|hh)_l\d+$", key) is not None),
+        extra_state={"quantizer.codebooks": stack_codebooks(tables), **lstm},
     )
     return imported(model, config, path, "encodec",
                            {"bandwidth_kbps": float(bandwidth), "checkpoint_levels": int(shape["levels"])})
