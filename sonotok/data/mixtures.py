@@ -102,6 +102,10 @@ class MixtureDataset(Dataset):
             row at 8 kHz; ``None``: all rows.
         reverb_prob: probability that each source is convolved with a simulated room
             (:func:`sonotok.data.augment.rir_bank`; the reverberant source is the target).
+        avoid_same_voice: never mix two speaker ids of one language from different sources (rows with
+            ``language`` and ``source``, as the corpus writes them): packages that do not name their voices
+            may hold one volunteer under several ids (Tux Paint, KLettres, KTuberling). A draw that cannot
+            satisfy it (too few speakers) falls back to any distinct ids.
     """
 
     def __init__(self, manifest: str | os.PathLike, num_sources: int = 2, sample_rate: int = 8000,
@@ -109,7 +113,7 @@ class MixtureDataset(Dataset):
                  noise_prob: float = 0.0, noise_snr_db: Sequence[float] = (5.0, 20.0), music_prob: float = 0.5,
                  music_glob: str = MUSIC_GLOB, seed: int = 0, fixed: bool = False, target_rms: float = 0.1,
                  fill: bool = True, max_pause: float = 0.3, bandwidth: str | None = "auto",
-                 reverb_prob: float = 0.0):
+                 reverb_prob: float = 0.0, avoid_same_voice: bool = True):
         path = Path(manifest)
         if not path.is_file():
             raise MixtureError(f"{path}: no such manifest (build one with `sonotok corpus build`)")
@@ -153,6 +157,13 @@ class MixtureDataset(Dataset):
         self.max_pause = float(max_pause)
         self.bandwidth = bandwidth
         self.reverb_prob = float(reverb_prob)
+        # speaker -> (language, source family) where known: ids that may be one volunteer conflict
+        voice = {}
+        for k, rs in self.rows.items():
+            r = rs[0]
+            if r.get("language") and r.get("source"):
+                voice[k] = (str(r["language"]), str(r["source"]).split(":")[0])
+        self._voice = voice if avoid_same_voice else {}
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -167,7 +178,7 @@ class MixtureDataset(Dataset):
     def describe(self, index: int, epoch: int | None = None) -> Dict[str, Any]:
         """The recipe of mixture ``index``: speakers, files, offsets, levels, noise (no audio read)."""
         rng = self._rng(int(index), self.epoch if epoch is None else int(epoch))
-        spk = [self.speakers[i] for i in rng.choice(len(self.speakers), self.num_sources, replace=False)]
+        spk = self._draw_speakers(rng)
         srcs = []
         seg = self.segment_seconds
         for k, s in enumerate(spk):
@@ -210,6 +221,21 @@ class MixtureDataset(Dataset):
                 color = ["white", "pink", "brown"][int(rng.integers(3))]
                 noise = {"kind": color, "seed": int(rng.integers(2**31)), "snr_db": snr}
         return {"index": int(index), "speakers": spk, "sources": srcs, "noise": noise}
+
+    def _conflict(self, a: str, b: str) -> bool:
+        va, vb = self._voice.get(a), self._voice.get(b)
+        return va is not None and vb is not None and va[0] == vb[0] and va[1] != vb[1]
+
+    def _draw_speakers(self, rng: np.random.Generator) -> List[str]:
+        if not self._voice:  # nothing known about voices: one draw of distinct ids
+            return [self.speakers[i] for i in rng.choice(len(self.speakers), self.num_sources, replace=False)]
+        chosen: List[str] = []
+        for _ in range(self.num_sources):
+            free = [s for s in self.speakers if s not in chosen]
+            ok = [s for s in free if not any(self._conflict(s, c) for c in chosen)]
+            pool = ok or free
+            chosen.append(pool[int(rng.integers(len(pool)))])
+        return chosen
 
     def _read(self, src: Dict[str, Any]) -> torch.Tensor:
         n = self.segment_length

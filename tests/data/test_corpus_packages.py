@@ -311,3 +311,27 @@ def test_asterisk_prompts_fetched_when_not_installed(tmp_path, monkeypatch):
     assert {Path(r["path"]).stem for r in rows} == {"hello", "goodbye"}  # the beep is dropped by name
     assert {r["text"] for r in rows if Path(r["path"]).stem == "hello"} == {"Hello en.", "Hello fr."}
     assert all(r["text"] is None for r in rows if Path(r["path"]).stem == "goodbye")
+
+
+def test_mixtures_avoid_ids_that_may_be_one_volunteer(tmp_path):
+    from sonotok.data.mixtures import MixtureDataset
+
+    rows = []
+    for spk, lang, src in (("tuxpaint_nl", "nl", "tuxpaint:nl"), ("klettres_nl", "nl", "klettres:nl"),
+                           ("fillets_nl_big", "nl", "fillets:nl"), ("fillets_nl_small", "nl", "fillets:nl"),
+                           ("tuxpaint_el", "el", "tuxpaint:el")):
+        sf.write(tmp_path / f"{spk}.wav", _speech(1.0, 8000, len(rows)), 8000)
+        rows.append({"path": f"{spk}.wav", "duration": 1.0, "speaker": spk, "language": lang, "source": src})
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ds = MixtureDataset(tmp_path / "test.jsonl", 2, 8000, segment_seconds=1.0, length=300, fixed=True)
+    pairs = {frozenset(ds.describe(i)["speakers"]) for i in range(300)}
+    fam = {r["speaker"]: r["source"].split(":")[0] for r in rows}
+    lang = {r["speaker"]: r["language"] for r in rows}
+    for p in pairs:
+        a, b = sorted(p)
+        assert not (lang[a] == lang[b] and fam[a] != fam[b]), p
+    assert frozenset({"fillets_nl_big", "fillets_nl_small"}) in pairs  # one source names its voices apart
+    assert frozenset({"tuxpaint_nl", "tuxpaint_el"}) in pairs
+    loose = MixtureDataset(tmp_path / "test.jsonl", 2, 8000, segment_seconds=1.0, length=300, fixed=True,
+                           avoid_same_voice=False)
+    assert frozenset({"tuxpaint_nl", "klettres_nl"}) in {frozenset(loose.describe(i)["speakers"]) for i in range(300)}
