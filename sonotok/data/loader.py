@@ -30,8 +30,10 @@ class _ResumeAt:
         return len(self.base)
 
     def __iter__(self) -> Iterator[Any]:
+        # a generator: the skip is taken when the first indices are drawn, not when iter() is called (the
+        # multi-process loader calls iter() twice and draws from the second iterator only)
         skip, self.loader._skip = self.loader._skip, 0
-        return itertools.islice(iter(self.base), skip, None)
+        yield from itertools.islice(iter(self.base), skip, None)
 
     def __getattr__(self, name: str) -> Any:  # sampler, batch_size, drop_last ... of the base
         return getattr(self.base, name)

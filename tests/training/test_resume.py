@@ -6,6 +6,7 @@ The run uses the GAN (from step 2), quantizer dropout (training random numbers),
 3 batches per epoch, the checkpoint after step 4 is batch 1 of epoch 1).
 """
 
+import pytest
 import torch
 
 from sonotok.training.train import compose_config, resolve_resume, run_training
@@ -98,3 +99,35 @@ def test_resume_auto_skips_unreadable_checkpoints(tmp_path):
     for p in ckpts.iterdir():
         p.write_bytes(b"")
     assert resolve_resume(cfg) is None
+
+
+class _Indices(torch.utils.data.Dataset):
+    def __len__(self):
+        return 10
+
+    def __getitem__(self, index_epoch):
+        return index_epoch[0]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_loader_resumes_at_the_saved_batch(workers):
+    from sonotok.data.dataset import EpochSampler
+    from sonotok.data.loader import ResumableDataLoader
+
+    def make():
+        return ResumableDataLoader(_Indices(), batch_size=2, sampler=EpochSampler(10, seed=3), num_workers=workers,
+                                   persistent_workers=workers > 0)
+
+    full = [b.tolist() for b in make()]
+    it = iter(loader := make())
+    seen = [next(it).tolist() for _ in range(2)]
+    assert seen == full[:2] and loader.state_dict() == {"batches": 2}
+    resumed = make()
+    resumed.load_state_dict(loader.state_dict())
+    assert len(resumed) == 5, "the epoch length stays the full one"
+    assert [b.tolist() for b in resumed] == full[2:], "the rest of the epoch, in order, without replaying"
+    assert resumed.state_dict() == {"batches": 5}
+    assert [b.tolist() for b in resumed] == full, "the next pass is a whole epoch again"
+    end = make()
+    end.load_state_dict({"batches": 5})  # written after the last batch: the next epoch starts from its start
+    assert [b.tolist() for b in end] == full
