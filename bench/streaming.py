@@ -13,6 +13,10 @@ Batch 1, ``--threads`` CPU threads (default 2), random weights (speed does not d
   ``mimi.streaming(1)`` on 1920-sample frames), run in a separate venv (``.venv-peers``, where the
   packages that pin another torch are installed with ``--no-deps``) through a subprocess of this script
   (``--peer NAME``), which prints JSON on stdout and never imports sonotok.
+* The same two published architectures *imported* into sonotok (``--imported``, default both): the peers'
+  venv writes a random-weight checkpoint in the released file format (EnCodec ``.th``, Mimi
+  ``.safetensors``), ``sonotok import`` reads it, and the model is timed exactly like the presets
+  (TorchScript artifact, streaming and offline), so the imported rows and the reference rows come from one run.
 
 Usage::
 
@@ -140,13 +144,37 @@ def _pipelined(enc, dec, frames: List, frame_ms: float, warmup: int = 5) -> Dict
 # ----------------------------------------------------------------- sonotok
 def bench_sonotok(preset: str, seconds: float, repeats: int, threads: int = 2) -> Dict[str, object]:
     import hydra.utils
-    import torch
 
-    from sonotok.export.torchscript import export_torchscript
     from sonotok.training.train import compose_config
 
     cfg = compose_config([f"experiment={preset}"])
     codec = hydra.utils.instantiate(cfg.codec).eval()
+    return bench_codec(codec, preset, seconds, repeats, threads)
+
+
+def bench_imported(family: str, python: str, seconds: float, repeats: int, threads: int = 2,
+                   options: Dict[str, object] | None = None) -> Dict[str, object]:
+    """A released-format checkpoint of ``family`` (random weights, written by the reference package in the
+    peers' venv), imported with ``sonotok import`` and timed like the presets (its TorchScript artifact)."""
+    from sonotok.cli.import_ import import_checkpoint
+    from sonotok.model_io import load_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(tmp) / IMPORTED[family][0]
+        res = run_peer(python, f"checkpoint_{family}", seconds, repeats, threads, extra=["--checkpoint-out", str(ckpt)])
+        if "error" in res:
+            return res
+        codec = load_model(import_checkpoint(family, ckpt, Path(tmp) / "model", **(options or {})))
+    out = bench_codec(codec, f"import {family}", seconds, repeats, threads)
+    out["imported"] = {"family": family, "options": options or {}, "reference_checkpoint": res}
+    return out
+
+
+def bench_codec(codec, preset: str, seconds: float, repeats: int, threads: int = 2) -> Dict[str, object]:
+    import torch
+
+    from sonotok.export.torchscript import export_torchscript
+
     sr, hop = codec.sample_rate, codec.hop_length
     n_params = sum(p.numel() for p in codec.parameters())
     out: Dict[str, object] = {
@@ -178,7 +206,7 @@ def bench_sonotok(preset: str, seconds: float, repeats: int, threads: int = 2) -
                                              other_methods=["encode", "decode"]),
         )
     except Exception as e:  # noqa: BLE001 - report and carry on
-        out["freeze_error"] = f"{type(e).__name__}: {e}"
+        out["freeze_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
     for name, (e, d, o) in variants.items():
         state = {"e": e.init_state(1), "d": d.init_state(1)}
 
@@ -265,12 +293,50 @@ def peer_mimi(seconds: float, repeats: int) -> Dict[str, object]:
             "params_M": sum(p.numel() for p in mimi.parameters()) / 1e6, "offline": offline, "stream": stream}
 
 
-def run_peer(python: str, name: str, seconds: float, repeats: int, threads: int) -> Dict[str, object]:
+def checkpoint_encodec_24khz(path: str) -> Dict[str, object]:
+    """The released EnCodec 24 kHz architecture with random weights, saved as its ``.th`` state dict."""
+    import torch
+    from encodec import EncodecModel
+
+    torch.manual_seed(0)
+    model = EncodecModel.encodec_model_24khz(pretrained=False)
+    for layer in model.quantizer.vq.layers:  # codebooks start at zero (k-means init): give them values
+        layer._codebook.embed.normal_(0.0, 0.1)
+        layer._codebook.inited.fill_(1.0)
+    torch.save(model.state_dict(), path)
+    return {"checkpoint": path, "params_M": sum(p.numel() for p in model.parameters()) / 1e6}
+
+
+def checkpoint_mimi(path: str) -> Dict[str, object]:
+    """The released Mimi architecture with random weights, saved as its ``.safetensors``."""
+    import torch
+    from moshi.models import loaders
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    mimi = loaders.get_mimi(None, device="cpu", num_codebooks=8)
+    for part in (mimi.quantizer.rvq_first, mimi.quantizer.rvq_rest):
+        for layer in part.vq.layers:
+            layer._codebook.embedding_sum.normal_(0.0, 0.1)
+            layer._codebook._initialized.fill_(1.0)
+    save_file({k: v.contiguous() for k, v in mimi.state_dict().items()}, path)
+    return {"checkpoint": path, "params_M": sum(p.numel() for p in mimi.parameters()) / 1e6}
+
+
+# family -> (checkpoint file name, writer run in the peers' venv, import options)
+IMPORTED = {
+    "encodec_24khz": ("encodec_24khz.th", checkpoint_encodec_24khz, {"bandwidth": 6.0}),
+    "mimi": ("mimi.safetensors", checkpoint_mimi, {"num_codebooks": 8}),
+}
+
+
+def run_peer(python: str, name: str, seconds: float, repeats: int, threads: int,
+             extra: List[str] | None = None) -> Dict[str, object]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     env["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")  # the same policy as this process
     # -P: do not put bench/ on sys.path (bench/tokenize.py would shadow the standard library's tokenize)
     cmd = [python, "-P", str(Path(__file__).resolve()), "--peer", name, "--seconds", str(seconds),
-           "--repeats", str(repeats), "--threads", str(threads)]
+           "--repeats", str(repeats), "--threads", str(threads)] + list(extra or [])
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(), timeout=1800)
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"rc {proc.returncode}"}
@@ -342,12 +408,20 @@ def main(argv=None) -> int:
     p.add_argument("--skip-peers", action="store_true")
     p.add_argument("--presets", nargs="*", default=[name for _, name in PRESETS])
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "streaming.json"))
-    p.add_argument("--peer", choices=["encodec", "mimi"], help=argparse.SUPPRESS)
+    p.add_argument("--imported", nargs="*", default=list(IMPORTED), choices=list(IMPORTED),
+                   help="released checkpoints (random weights, written by the peers' packages) imported with "
+                   "`sonotok import` and timed like the presets (default: all; needs --peers-python)")
+    p.add_argument("--peer", choices=["encodec", "mimi"] + [f"checkpoint_{f}" for f in IMPORTED],
+                   help=argparse.SUPPRESS)
+    p.add_argument("--checkpoint-out", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.peer and args.peer.startswith("checkpoint_"):
+        print(json.dumps(IMPORTED[args.peer[len("checkpoint_"):]][1](args.checkpoint_out)))
+        return 0
     if args.peer:
         fn = {"encodec": peer_encodec, "mimi": peer_mimi}[args.peer]
         print(json.dumps(fn(args.seconds, args.repeats)))
@@ -358,6 +432,14 @@ def main(argv=None) -> int:
         if preset in args.presets:
             print(f"benchmarking {label} ...", file=sys.stderr)
             results[label] = bench_sonotok(preset, args.seconds, args.repeats, args.threads)
+    for family in args.imported:
+        label = f"sonotok imported {family}"
+        print(f"benchmarking {label} ...", file=sys.stderr)
+        if not Path(args.peers_python).exists():
+            results[label] = {"error": f"{args.peers_python} missing (see the usage in this file)"}
+        else:
+            results[label] = bench_imported(family, args.peers_python, args.seconds, args.repeats, args.threads,
+                                            IMPORTED[family][2])
     if not args.skip_peers:
         for name in ("encodec", "mimi"):
             print(f"benchmarking peer {name} ...", file=sys.stderr)

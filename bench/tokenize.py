@@ -9,6 +9,10 @@ Builds a folder of synthetic 16 kHz files (2-10 s), saves each model (random wei
 depend on weight values) as a model directory, and runs ``sonotok.tokenizer.tokenize`` in a fresh
 subprocess per (model, batch size) so peak RSS (``ru_maxrss``) is measured alone. Prints a markdown table
 and writes ``bench/results/tokenize.json``.
+
+``--imported encodec_24khz,mimi --peers-python PY`` adds the released EnCodec 24 kHz and Mimi architectures
+(random weights written in their release formats by the reference packages in ``PY``'s venv, imported
+with ``sonotok import``), each next to its reference package encoding the same files one at a time.
 """
 
 from __future__ import annotations
@@ -90,6 +94,71 @@ def save_models(root: Path) -> dict:
     return out
 
 
+# released architectures (random weights) imported with `sonotok import`, against the reference package
+# encoding the same files one by one in the peers' venv (bench/streaming.py writes the checkpoints)
+IMPORTED = {"encodec_24khz": {"bandwidth": 6.0}, "mimi": {"num_codebooks": 8}}
+
+
+def save_imported(root: Path, families, peers_python: str) -> dict:
+    from sonotok.cli.import_ import import_checkpoint
+    from sonotok.model_io import load_model
+
+    out = {}
+    root.mkdir(parents=True, exist_ok=True)
+    for fam in families:
+        ckpt = root / ("encodec_24khz.th" if fam.startswith("encodec") else f"{fam}.safetensors")
+        cmd = [peers_python, "-P", str(REPO / "bench" / "streaming.py"), "--peer", f"checkpoint_{fam}",
+               "--checkpoint-out", str(ckpt)]
+        res = subprocess.run(cmd, capture_output=True, text=True, cwd=tempfile.gettempdir(),
+                             env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+        if res.returncode:
+            raise RuntimeError(f"{fam}: writing the reference checkpoint failed: {res.stderr[-2000:]}")
+        d = import_checkpoint(fam, ckpt, root / fam, **IMPORTED[fam])
+        out[f"imported {fam}"] = {"dir": str(d), "checkpoint": str(ckpt), "family": fam,
+                                  "params": int(sum(p.numel() for p in load_model(d).parameters()))}
+    return out
+
+
+def reference_worker(family: str, checkpoint: str, folder: str, threads: int) -> dict:
+    """Run inside the peers' venv: the reference package encodes every file of ``folder`` one at a time
+    (read, resample to the model's rate, encode), as a user of that package would tokenize a corpus."""
+    import resource
+
+    import soundfile as sf
+    import torch
+    import torchaudio.functional as AF
+
+    torch.set_num_threads(threads)
+    if family == "encodec_24khz":
+        from encodec import EncodecModel
+
+        model = EncodecModel.encodec_model_24khz(pretrained=False)
+        model.load_state_dict(torch.load(checkpoint, weights_only=True))
+        model.set_target_bandwidth(6.0)
+        sr, encode = model.sample_rate, (lambda x: model.encode(x)[0][0])
+    else:
+        from moshi.models import loaders
+
+        model = loaders.get_mimi(checkpoint, device="cpu", num_codebooks=8)
+        sr, encode = int(model.sample_rate), model.encode
+    model.eval()
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    files = sorted(Path(folder).rglob("*.wav"))
+    t0 = time.perf_counter()
+    audio_s = 0.0
+    with torch.inference_mode():
+        for f in files:
+            x, rate = sf.read(str(f), dtype="float32")
+            audio_s += len(x) / rate
+            wav = AF.resample(torch.from_numpy(x)[None, None], rate, sr)
+            codes = encode(wav)
+            assert codes.dim() == 3
+    el = time.perf_counter() - t0
+    return {"files": len(files), "audio_s": audio_s, "elapsed_s": el, "audio_hours_per_hour": audio_s / el,
+            "files_per_s": len(files) / el, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "rss_after_load_mib": rss0}
+
+
 def worker(model_dir: str, folder: str, out: str, batch_size: int, threads: int) -> dict:
     import resource
 
@@ -117,8 +186,17 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch-sizes", default="1,8")
     ap.add_argument("--models", default="tiny,default")
+    ap.add_argument("--imported", default="",
+                    help=f"comma-separated released architectures to import and compare with their reference "
+                    f"package on the same files ({', '.join(IMPORTED)}); needs --peers-python")
+    ap.add_argument("--peers-python", default=str(REPO / ".venv-peers" / "bin" / "python"),
+                    help="a Python with the reference packages (see bench/streaming.py)")
     ap.add_argument("--worker", nargs=4, metavar=("MODEL", "FOLDER", "OUT", "BATCH"), help=argparse.SUPPRESS)
+    ap.add_argument("--reference-worker", nargs=3, metavar=("FAMILY", "CKPT", "FOLDER"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.reference_worker:
+        print(json.dumps(reference_worker(*args.reference_worker, args.threads)))
+        return 0
     if args.worker:
         m, f, o, b = args.worker
         print(json.dumps(worker(m, f, o, int(b), args.threads)))
@@ -129,7 +207,10 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         audio_s = build_corpus(tmp / "audio", args.files)
         models = save_models(tmp / "models")
-        for name in args.models.split(","):
+        imported = [f for f in args.imported.split(",") if f]
+        models.update(save_imported(tmp / "imported", imported, args.peers_python))
+        names = [n for n in args.models.split(",") if n] + [f"imported {f}" for f in imported]
+        for name in names:
             for bs in map(int, args.batch_sizes.split(",")):
                 cmd = [sys.executable, "-m", "bench.tokenize", "--threads", str(args.threads), "--worker",
                        models[name]["dir"], str(tmp / "audio"), str(tmp / f"out_{name}_{bs}"), str(bs)]
@@ -140,6 +221,19 @@ def main(argv=None) -> int:
                 r = json.loads(res.stdout.strip().splitlines()[-1])
                 rows.append({"model": name, "params": models[name]["params"], "batch_size": bs, **r})
                 print(f"{name} batch {bs}: {r['audio_hours_per_hour']:.0f}x real time", file=sys.stderr)
+            if name.startswith("imported "):  # the reference package on the same files, same thread count
+                fam = models[name]["family"]
+                cmd = [args.peers_python, "-P", str(Path(__file__).resolve()), "--threads", str(args.threads),
+                       "--reference-worker", fam, models[name]["checkpoint"], str(tmp / "audio")]
+                res = subprocess.run(cmd, cwd=tempfile.gettempdir(), capture_output=True, text=True,
+                                     env={k: v for k, v in env.items() if k != "PYTHONPATH"})
+                if res.returncode:
+                    print(res.stderr[-3000:], file=sys.stderr)
+                    return 1
+                r = json.loads(res.stdout.strip().splitlines()[-1])
+                rows.append({"model": f"reference {fam} (package, file by file)", "params": models[name]["params"],
+                             "batch_size": 1, **r})
+                print(f"reference {fam}: {r['audio_hours_per_hour']:.0f}x real time", file=sys.stderr)
     lines = ["| model | params | batch | files | audio (min) | wall (s) | audio-h / h | files/s | peak RSS (MiB) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
