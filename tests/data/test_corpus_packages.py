@@ -184,6 +184,9 @@ def test_mixture_sets_from_one_split(fake_cache, tmp_path):
         write_mixture_set(out, mix_dir, split="test", num_sources=k, sample_rate=sr, count=4, seed=7,
                           segment_seconds=2.0)
         assert (mix_dir / "mixtures.jsonl").stat().st_mtime_ns == stamp  # same seed: the same set, not rewritten
+        write_mixture_set(out, mix_dir, split="test", num_sources=k, sample_rate=sr, count=3, seed=8,
+                          segment_seconds=2.0)
+        assert len(list((mix_dir / "mix").iterdir())) == 3  # another recipe replaces the set, nothing stale
     with pytest.raises(CorpusError, match="different speakers"):
         write_mixture_set(out, tmp_path / "x", split="valid", num_sources=3, count=2)  # valid has one speaker
 

@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from sonotok.data.atomic import atomic_dir
 from sonotok.data.audio import save_audio
 from sonotok.data.corpus.sources import CorpusError
 from sonotok.data.sources import read_jsonl, write_jsonl
@@ -35,7 +36,7 @@ def write_mixture_set(
 ) -> Path:
     """Write ``count`` mixtures of ``num_sources`` speakers from ``<corpus>/<split>.jsonl``.
 
-    Unchanged sets are not rewritten (the recipe list is compared); files are written atomically.
+    Unchanged sets are not rewritten (the recipe list is compared); a changed set replaces the folder whole.
 
     Args:
         corpus: corpus folder (or a split manifest ``.jsonl``).
@@ -74,20 +75,21 @@ def write_mixture_set(
                 print(f"{out}: {count} mixtures up to date")
             return out
     rows = []
-    for i, recipe in enumerate(recipes):
-        item = ds.render(recipe)
-        name = f"{i:05d}_" + "_".join(recipe["speakers"]) + ".wav"
-        row = {"id": f"{i:05d}", "mix": f"mix/{name}", "speakers": recipe["speakers"], "settings": settings,
-               "recipe": recipe, "duration": segment_seconds, "sample_rate": sample_rate}
-        save_audio(out / "mix" / name, item["mix"], sample_rate, subtype="FLOAT")
-        for k in range(num_sources):
-            save_audio(out / f"s{k + 1}" / name, item["sources"][k: k + 1], sample_rate, subtype="FLOAT")
-            row[f"s{k + 1}"] = f"s{k + 1}/{name}"
-        save_audio(out / "noise" / name, item["noise"], sample_rate, subtype="FLOAT")
-        row["noise"] = f"noise/{name}"
-        row["path"] = row["mix"]
-        rows.append(row)
-    write_jsonl(index, rows)
+    with atomic_dir(out) as tmp:  # the whole set is replaced: no mixture of an older recipe stays behind
+        for i, recipe in enumerate(recipes):
+            item = ds.render(recipe)
+            name = f"{i:05d}_" + "_".join(recipe["speakers"]) + ".wav"
+            row = {"id": f"{i:05d}", "mix": f"mix/{name}", "speakers": recipe["speakers"], "settings": settings,
+                   "recipe": recipe, "duration": segment_seconds, "sample_rate": sample_rate}
+            save_audio(tmp / "mix" / name, item["mix"], sample_rate, subtype="FLOAT")
+            for k in range(num_sources):
+                save_audio(tmp / f"s{k + 1}" / name, item["sources"][k: k + 1], sample_rate, subtype="FLOAT")
+                row[f"s{k + 1}"] = f"s{k + 1}/{name}"
+            save_audio(tmp / "noise" / name, item["noise"], sample_rate, subtype="FLOAT")
+            row["noise"] = f"noise/{name}"
+            row["path"] = row["mix"]
+            rows.append(row)
+        write_jsonl(tmp / "mixtures.jsonl", rows)
     if verbose:
         print(f"{out}: wrote {count} {num_sources}-speaker mixtures at {sample_rate} Hz from {manifest}")
     return out
