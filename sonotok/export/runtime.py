@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tupl
 import torch
 from torch import Tensor
 
+from sonotok.errors import SonotokError
 from sonotok.models.codec import StreamingSession
 
 
@@ -94,15 +95,16 @@ class ArtifactCore:
 
 
 class StreamRunner:
-    """One stream through a codec, eager (``model``: a Codec) or TorchScript (``artifact``: an export directory).
+    """One stream through a codec, eager (``model``: a model directory, shipped name, checkpoint or a loaded
+    Codec) or TorchScript (``artifact``: an export directory).
 
     ``step(chunk [1, C, t]) -> (codes [1, K, f], audio [1, C, n])`` and, at the end, ``flush()``: the codes
     are those of ``Codec.encode`` and the audio is the decoded signal, in order (the decoder's pre-roll is
     dropped and its tail flushed by one :class:`~sonotok.models.codec.StreamingSession`).
     """
 
-    def __init__(self, model: str | None = None, artifact: str | None = None, device: str = "cpu",
-                 optimize: bool = True):
+    def __init__(self, model: "str | torch.nn.Module | None" = None, artifact: str | None = None,
+                 device: str = "cpu", optimize: bool = True):
         self.device = torch.device(device)
         if artifact is not None:
             art = Path(artifact)
@@ -128,9 +130,15 @@ class StreamRunner:
             except ValueError as e:
                 raise ValueError(f"{art}: {e}") from None
         else:
-            from sonotok.model_io import load_model
+            if isinstance(model, torch.nn.Module):
+                codec = model.to(self.device).eval()
+            else:
+                from sonotok.model_io import load_model
 
-            codec = load_model(model, map_location=self.device)
+                codec = load_model(model, map_location=self.device)
+            if not getattr(codec, "causal", True):
+                raise SonotokError(f"{getattr(codec, 'name', model)}: {type(codec).__name__} is not causal (its "
+                                   "encoder sees the whole input), so it cannot stream; use encode()/decode()")
             self.codec = codec
             self.sample_rate, self.hop, self.channels = codec.sample_rate, codec.hop_length, codec.channels
             self.decoder_delay = int(codec.decoder_delay)

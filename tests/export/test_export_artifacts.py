@@ -311,6 +311,10 @@ def test_noncausal_model_is_refused_before_anything_is_written(tmp_path):
         with pytest.raises(SonotokError, match="tiny-xcodec .*cannot be exported: it is not causal"):
             export(codec, out)
         assert not out.exists()
+    from sonotok.export.runtime import StreamRunner
+
+    with pytest.raises(SonotokError, match="tiny-xcodec: XCodec is not causal .*cannot stream"):
+        StreamRunner(model=codec)
 
 
 def test_stream_latency_formula():
