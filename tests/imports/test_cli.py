@@ -47,3 +47,30 @@ def test_import_errors_are_one_line_and_leave_nothing(encodec_ref, tmp_path, cap
     assert main(["import", "dac_44khz", str(bad), "--out", str(out), "--bandwidth", "6"]) == 2
     assert "use --num-codebooks" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_stream_command_streams_imported_mimi_from_its_artifact_and_refuses_dac(mimi_ref, reference_factory,
+                                                                                 tmp_path, capsys):
+    import soundfile as sf
+
+    dac_ref = reference_factory("dac_16khz")
+    model = tmp_path / "mimi"
+    assert main(["import", "mimi", str(mimi_ref.checkpoint), "--out", str(model)]) == 0
+    art = tmp_path / "art"
+    assert main(["export", "--model", str(model), "--out", str(art), "--no-torch-export"]) == 0
+    wav = mimi_ref["input/speech"][0, 0].numpy()
+    sf.write(tmp_path / "in.wav", wav, 24000, subtype="FLOAT")
+    capsys.readouterr()
+    assert main(["stream", "--artifact", str(art), str(tmp_path / "in.wav"), "--out", str(tmp_path / "out.wav"),
+                 "--chunk-ms", "80", "--codes-out", str(tmp_path / "codes.npy")]) == 0
+    codes = np.load(tmp_path / "codes.npy")
+    assert np.array_equal(codes, mimi_ref["stream_codes/speech"][0].numpy())
+
+    dac = tmp_path / "dac"
+    assert main(["import", dac_ref.meta["family"], str(dac_ref.checkpoint), "--out", str(dac)]) == 0
+    sf.write(tmp_path / "in_dac.wav", dac_ref["input/speech"][0, 0].numpy(), dac_ref.meta["sample_rate"],
+             subtype="FLOAT")
+    capsys.readouterr()
+    rc = main(["stream", "--model", str(dac), str(tmp_path / "in_dac.wav"), "--out", str(tmp_path / "o.wav")])
+    assert rc != 0
+    assert "cannot stream" in capsys.readouterr().err
