@@ -60,7 +60,7 @@ STFT_BACKBONE = [
     "~encoder.n_filters", "~encoder.dilations", "~decoder.n_filters", "~decoder.dilations",
     "encoder.width=192", "encoder.num_blocks=3", "encoder.num_post_blocks=1",
     "decoder.width=192", "decoder.num_pre_blocks=1", "decoder.num_blocks=3",
-    "codec.decoder_delay=480", "loss=compressed", "loss.modules.mel.mag_weight=1.0",
+    "loss=compressed", "loss.modules.mel.mag_weight=1.0",  # decoder_delay: derived from the decoder
     "optim.generator.lr=1.5e-3", "optim.generator.betas=[0.9,0.99]",
 ]
 STFT_WEIGHTS = "rec/mel:15.0,rec/stft:1.0,rec/wave:0.0,rec/loudness:0.5,vq/commit:1.0"
