@@ -459,7 +459,7 @@ def main(argv=None) -> int:
     out.with_suffix(".md").write_text(
         f"# Streaming benchmark ({meta['date']}, {args.threads} threads, batch 1, {args.seconds:g} s audio)\n\n"
         f"Command: `OMP_WAIT_POLICY={meta['omp_wait_policy']} .venv/bin/python bench/streaming.py "
-        f"--seconds {args.seconds:g} --repeats {args.repeats} --threads {args.threads}` "
+        f"{' '.join(sys.argv[1:] if argv is None else argv)}` "
         f"(load average at the end {meta['load_average_1_5_15_min_at_end'][0]:.2f})\n\n{md}\n")
     print(md)
     return 0

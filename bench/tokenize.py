@@ -191,6 +191,7 @@ def main(argv=None) -> int:
                     f"package on the same files ({', '.join(IMPORTED)}); needs --peers-python")
     ap.add_argument("--peers-python", default=str(REPO / ".venv-peers" / "bin" / "python"),
                     help="a Python with the reference packages (see bench/streaming.py)")
+    ap.add_argument("--out", default=str(RESULTS), help=f"results JSON (default {RESULTS.relative_to(REPO)})")
     ap.add_argument("--worker", nargs=4, metavar=("MODEL", "FOLDER", "OUT", "BATCH"), help=argparse.SUPPRESS)
     ap.add_argument("--reference-worker", nargs=3, metavar=("FAMILY", "CKPT", "FOLDER"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -242,11 +243,14 @@ def main(argv=None) -> int:
                      f"{r['files_per_s']:.1f} | {r['peak_rss_mib']:.0f} |")
     table = "\n".join(lines)
     print(table)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
         "rows": rows, "table": table, "threads": args.threads, "corpus_audio_s": audio_s,
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, shared with other jobs (OMP_WAIT_POLICY=PASSIVE)",
         "torch": __import__("torch").__version__, "date": time.strftime("%Y-%m-%d %H:%M"),
+        "command": "OMP_WAIT_POLICY=PASSIVE .venv/bin/python -m bench.tokenize " + " ".join(sys.argv[1:] if argv is None else argv),
+        "load_average_1_5_15_min_at_end": os.getloadavg(),
     }, indent=2) + "\n")
     return 0
 
