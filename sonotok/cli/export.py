@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         codec = sonotok.load(args.model, map_location="cpu")
+        if getattr(codec, "streamable", True) is False:  # self-contained but not causal (DAC): offline only
+            return _export_offline(codec, args)
         check_exportable(codec)  # before anything is written
     except SonotokError as e:
         print(f"error: {args.model}: {e}", file=sys.stderr)
@@ -59,4 +61,20 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps(summary))
     print(f"wrote {args.out}/ (encoder_stream.pt, decoder_stream.pt, codec.pt"
           + ("" if args.no_torch_export else ", *.pt2") + ", export.json)")
+    return 0
+
+
+def _export_offline(codec, args: argparse.Namespace) -> int:
+    """A model that cannot stream (``streamable = False``, e.g. an imported DAC): ``codec.pt`` only."""
+    from sonotok.export.offline import export_offline_torchscript
+
+    meta = export_offline_torchscript(codec, args.out, check=not args.no_check)
+    chk = meta.get("torchscript_check")
+    if chk and not chk["codes_equal"]:
+        print(f"error: torchscript_check: exported codes differ from eager: {chk}", file=sys.stderr)
+        return 1
+    print(json.dumps({k: meta[k] for k in ("model_id", "sample_rate", "hop_length", "frame_rate", "num_codebooks",
+                                           "codebook_size", "streaming")}))
+    print(f"wrote {args.out}/ (codec.pt, export.json): {getattr(codec, 'name', 'this model')} is not causal, so "
+          "there is no streaming encoder/decoder and no torch.export program")
     return 0

@@ -74,3 +74,19 @@ def test_stream_command_streams_imported_mimi_from_its_artifact_and_refuses_dac(
     rc = main(["stream", "--model", str(dac), str(tmp_path / "in_dac.wav"), "--out", str(tmp_path / "o.wav")])
     assert rc != 0
     assert "cannot stream" in capsys.readouterr().err
+
+
+def test_export_command_writes_the_offline_codec_of_an_imported_dac(reference_factory, tmp_path, capsys):
+    import torch
+
+    ref = reference_factory("dac_44khz")
+    model = tmp_path / "dac"
+    assert main(["import", "dac_44khz", str(ref.checkpoint), "--out", str(model)]) == 0
+    art = tmp_path / "art"
+    capsys.readouterr()
+    assert main(["export", "--model", str(model), "--out", str(art)]) == 0
+    assert "is not causal, so there is no streaming encoder/decoder" in capsys.readouterr().out
+    assert sorted(p.name for p in art.iterdir()) == ["codec.pt", "export.json"]
+    n = ref.meta["lengths"][0]
+    codes = torch.jit.load(str(art / "codec.pt")).encode(ref["input/noise"][..., :n])
+    assert torch.equal(codes, ref[f"codes/noise/{n}"])
