@@ -49,7 +49,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {args.model}: {e}", file=sys.stderr)
         return 1
     meta = export_torchscript(codec, args.out, check=not args.no_check)
-    if not args.no_torch_export:
+    no_programs = getattr(codec, "torch_export", True) is False  # e.g. an imported EnCodec (reflected start)
+    if no_programs and not args.no_torch_export:
+        print(f"note: {getattr(codec, 'name', 'this model')} has no torch.export programs (its stream start is "
+              "data-dependent); the TorchScript artifact streams it", file=sys.stderr)
+    if not args.no_torch_export and not no_programs:
         meta = export_programs(codec, args.out, check=not args.no_check)
     for key in ("torchscript_check", "torch_export_check"):
         chk = meta.get(key)
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
                                     "codebook_size", "latency_ms")}
     print(json.dumps(summary))
     print(f"wrote {args.out}/ (encoder_stream.pt, decoder_stream.pt, codec.pt"
-          + ("" if args.no_torch_export else ", *.pt2") + ", export.json)")
+          + ("" if args.no_torch_export or no_programs else ", *.pt2") + ", export.json)")
     return 0
 
 

@@ -72,15 +72,16 @@ class _Flush(nn.Module):
 class _LoadedStream:
     """Adapter giving a loaded streaming program the ``init_state`` (and ``flush``) of the TorchScript modules."""
 
-    def __init__(self, module, shapes: List[List[int]], dtype=torch.float32, flush=None):
+    def __init__(self, module, shapes: List[List[int]], dtype=torch.float32, flush=None, dtypes=None):
         self.module = module
         self.shapes = shapes
-        self.dtype = dtype
+        # per-tensor dtypes when a state holds counters (an imported Mimi's positions are int64)
+        self.dtypes = list(dtypes) if dtypes is not None else [dtype] * len(shapes)
         if flush is not None:
             self.flush = flush
 
     def init_state(self, batch: int) -> List[Tensor]:
-        return [torch.zeros([batch] + s[1:], dtype=self.dtype) for s in self.shapes]
+        return [torch.zeros([batch] + s[1:], dtype=d) for s, d in zip(self.shapes, self.dtypes)]
 
     def __call__(self, x, state):
         return self.module(x, state)
@@ -151,8 +152,9 @@ def export_programs(
     }
     if check and batch == 1 and next(codec.parameters()).device.type == "cpu":
         loaded = {key: torch.export.load(str(out / f)).module() for key, f in files.items()}
-        enc_l = _LoadedStream(loaded["encoder_stream"], [list(s.shape) for s in es])
-        dec_l = _LoadedStream(loaded["decoder_stream"], [list(s.shape) for s in ds], flush=loaded.get("decoder_flush"))
+        enc_l = _LoadedStream(loaded["encoder_stream"], [list(s.shape) for s in es], dtypes=[s.dtype for s in es])
+        dec_l = _LoadedStream(loaded["decoder_stream"], [list(s.shape) for s in ds], flush=loaded.get("decoder_flush"),
+                              dtypes=[s.dtype for s in ds])
 
         class _Off:
             def encode(self, wav):

@@ -65,9 +65,11 @@ class ReplicateStartConv1d(nn.Module):
         prev, started = state[0], state[1]
         if x.shape[-1] == 0:
             return x.new_zeros(x.shape[0], self.out_channels, 0), state
-        if int(started[0]) == 0:
-            prev = x[..., :1].expand(x.shape[0], x.shape[1], self.padding)
-            started = torch.ones_like(started)
+        # before the first frame the padding is that frame replicated; chosen by value, not by branching, so
+        # the step has no data-dependent control flow (torch.export)
+        first = x[..., :1].expand(x.shape[0], x.shape[1], prev.shape[-1])
+        prev = torch.where(started.view(1, 1, 1) > 0, prev, first)
+        started = torch.ones_like(started)
         buf = torch.cat([prev, x], dim=-1)
         n = (buf.shape[-1] - self.kernel_size) // self.stride + 1
         if n <= 0:

@@ -100,3 +100,20 @@ def test_bad_mimi_checkpoints(mimi_ref, encodec_ref, tmp_path):
     with pytest.raises(ModelLoadError, match=r"num_codebooks must be in \[2, 8\], got 9"):
         import_checkpoint("mimi", mimi_ref.checkpoint, out, num_codebooks=9)
     assert not out.exists()
+
+
+def test_torch_export_programs_stream_moshis_streaming_codes(mimi_ref, mimi, tmp_path, assert_codes_match):
+    from sonotok.export.torch_export import export_programs
+
+    model = mimi[max(mimi)]
+    meta = export_programs(model, tmp_path)
+    assert meta["torch_export_check"]["codes_equal"] == 1.0
+    enc = torch.export.load(str(tmp_path / "encoder_stream.pt2")).module()
+    shapes = meta["torch_export"]["encoder_state_shapes"]
+    state = [torch.zeros(s, dtype=t.dtype) for s, t in zip(shapes, model.encoder.init_state(1))]
+    wav = mimi_ref["input/speech"]
+    codes = []
+    for i in range(0, wav.shape[-1], 1920):
+        c, state = enc(wav[..., i : i + 1920], state)
+        codes.append(c)
+    assert_codes_match(torch.cat(codes, -1), mimi_ref["stream_codes/speech"], model, wav, "torch.export stream")

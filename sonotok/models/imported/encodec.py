@@ -182,6 +182,10 @@ class EncodecCodec(Codec):
             name=name,
         )
 
+    #: no torch.export streaming programs: the reflected start makes the first outputs of a stream depend on
+    #: how much audio has arrived (data-dependent shapes); the TorchScript artifact streams it
+    torch_export = False
+
     def pad_to_frames(self, wav: Tensor) -> Tensor:
         """No zero padding: the layers reflect the end as EnCodec does (codes equal the reference's)."""
         return wav
