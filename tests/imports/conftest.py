@@ -69,7 +69,6 @@ def stable_frames(model, wav, trials: int = 4, rel: float = 1e-6):
 def assert_codes_match():
     """``check(codes, ref, model, wav)``: equal on every frame that is not a float near-tie; at least 90 % of
     the frames are stable. Returns the number of frames that differ (0 on this machine for the fixtures)."""
-    import torch
 
     def check(codes, ref, model, wav, what: str = ""):
         assert codes.shape == ref.shape, f"{what}: shape {tuple(codes.shape)} != {tuple(ref.shape)}"

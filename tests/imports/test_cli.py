@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from sonotok.cli import main
@@ -79,7 +78,6 @@ def test_stream_command_streams_imported_mimi_from_its_artifact_and_refuses_dac(
 
 
 def test_export_command_writes_the_offline_codec_of_an_imported_dac(reference_factory, tmp_path, capsys):
-    import torch
 
     ref = reference_factory("dac_44khz")
     model = tmp_path / "dac"

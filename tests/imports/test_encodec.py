@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import torch
 import pytest
+import torch
 
+from sonotok.cli.import_ import import_checkpoint
 from sonotok.errors import ModelLoadError
 from sonotok.model_io import load_model
-from sonotok.cli.import_ import import_checkpoint
 
 
 def import_encodec(path, out, bandwidth=6.0):
@@ -74,7 +74,7 @@ def test_torchscript_artifact_streams_the_reference_codes(encodec_ref, imported,
     from sonotok.export.torchscript import export_torchscript
 
     bw = max(imported)
-    meta = export_torchscript(imported[bw], tmp_path)
+    export_torchscript(imported[bw], tmp_path)
     enc = torch.jit.load(str(tmp_path / "encoder_stream.pt"))
     dec = torch.jit.load(str(tmp_path / "decoder_stream.pt"))
     n = 320 * 20

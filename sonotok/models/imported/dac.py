@@ -27,11 +27,10 @@ from sonotok.errors import ModelLoadError, SonotokError
 from sonotok.models.codec import Codec
 from sonotok.models.imported.common import (
     as_state_dict,
+    imported,
     load_mapped_state,
     read_torch_checkpoint,
     require_keys,
-    Imported,
-    imported,
 )
 from sonotok.modules.streaming import Snake1d
 from sonotok.quantizers.factorized import FactorizedRVQ
