@@ -70,9 +70,15 @@ def encode_batch(codec, wavs: Sequence[Tensor | np.ndarray], sample_rate: Option
     lengths = [int(w.shape[-1]) for w in items]
     if min(lengths) <= 0:
         raise ValueError(f"empty item in batch (lengths {lengths})")
-    if len(items) > 1 and not getattr(codec, "causal", True):
+    # an imported EnCodec reflects the end of a partial last frame, as the reference does: zero padding would
+    # change that frame's code, so such models, like non-causal ones, get one item at a time, unpadded
+    reflects_end = bool(getattr(codec, "reflects_end", False))
+    if len(items) > 1 and (reflects_end or not getattr(codec, "causal", True)):
         # padding would reach the codes of a non-causal model: one item at a time
         return [encode_batch(codec, [w], num_codebooks=num_codebooks)[0] for w in items]
+    if reflects_end:
+        codes = codec.encode(items[0][None].to(dev), num_codebooks=num_codebooks).cpu()
+        return [codes[0, :, : codec.num_frames(lengths[0])].clone()]
     t = max(codec.num_frames(n) for n in lengths) * codec.hop_length
     batch = torch.stack([F.pad(w, (0, t - w.shape[-1])) for w in items]).to(dev)
     codes = codec.encode(batch, num_codebooks=num_codebooks).cpu()

@@ -144,3 +144,12 @@ def test_failed_import_keeps_an_existing_model_directory(encodec_ref, tmp_path):
     with pytest.raises(ModelLoadError):
         import_encodec(broken, tmp_path / "m")
     assert {p.name: p.read_bytes() for p in good.iterdir()} == before
+
+
+def test_batched_encoding_keeps_the_reference_codes_of_partial_last_frames(encodec_ref, imported):
+    model = imported[max(imported)]
+    bw = max(imported)
+    lengths = [n for n in encodec_ref.meta["lengths"] if n % 320]  # partial last frames
+    wavs = [encodec_ref["input/speech"][0, :, :n] for n in lengths]
+    for codes, n in zip(model.encode_batch(wavs), lengths):
+        assert torch.equal(codes, encodec_ref[f"codes/{bw}/speech/{n}"][0])

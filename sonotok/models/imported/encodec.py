@@ -182,6 +182,10 @@ class EncodecCodec(Codec):
             name=name,
         )
 
+    #: the end of a partial last frame is reflected, not zero-padded (sonotok.tokenizer encodes such a model's
+    #: files one at a time, unpadded, so their codes are the reference's)
+    reflects_end = True
+
     #: no torch.export streaming programs: the reflected start makes the first outputs of a stream depend on
     #: how much audio has arrived (data-dependent shapes); the TorchScript artifact streams it
     torch_export = False
