@@ -8,9 +8,8 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
 
-__all__ = ["add_parser", "main"]
+__all__ = ["add_parser"]
 
 
 def _split_list(s: str | None) -> list[str]:
@@ -142,15 +141,3 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=1234, help="seed (default: 1234, the fixed held-out set)")
     m.set_defaults(func=_cmd_mixtures)
     return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m sonotok.cli.corpus build ...`` without the full CLI."""
-    parser = argparse.ArgumentParser(prog="sonotok")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

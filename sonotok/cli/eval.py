@@ -102,15 +102,3 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(jsonable(result), indent=2))
     return 0
-
-
-def main(argv=None) -> int:
-    """Standalone entry point (``python -m sonotok.cli.eval ...``)."""
-    parser = argparse.ArgumentParser(prog="sonotok")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -39,7 +39,7 @@ from torch.export import Dim
 
 from sonotok.data.atomic import atomic_path, atomic_write_text
 from sonotok.export.torchscript import check_against_eager, codec_metadata
-from sonotok.export.wrappers import OfflineCodec, build_export_modules, check_exportable
+from sonotok.export.wrappers import OfflineCodec, prepare_export
 
 
 class _Encode(nn.Module):
@@ -117,12 +117,7 @@ def export_programs(
     Raises:
         SonotokError: the codec cannot be exported (not causal, e.g. X-Codec); nothing is written.
     """
-    check_exportable(codec)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    was_training = codec.training
-    codec.eval()
-    enc, dec, offline = build_export_modules(codec)
+    out, was_training, enc, dec, offline = prepare_export(codec, out_dir)
     hop, k, ch = codec.hop_length, codec.num_codebooks, codec.channels
     es, ds = enc.init_state(batch), dec.init_state(batch)
     n = Dim("frames", min=2, max=max_frames)

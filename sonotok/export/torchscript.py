@@ -29,7 +29,7 @@ from torch import nn
 
 from sonotok.data.atomic import atomic_path, atomic_write_text
 from sonotok.export.runtime import ArtifactCore
-from sonotok.export.wrappers import build_export_modules, check_exportable, state_shapes
+from sonotok.export.wrappers import prepare_export, state_shapes
 from sonotok.models.codec import StreamingSession
 
 FORMAT_VERSION = 2
@@ -118,12 +118,7 @@ def export_torchscript(
     Raises:
         SonotokError: the codec cannot be exported (not causal, e.g. X-Codec); nothing is written.
     """
-    check_exportable(codec)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    was_training = codec.training
-    codec.eval()
-    enc, dec, offline = build_export_modules(codec)
+    out, was_training, enc, dec, offline = prepare_export(codec, out_dir)
     files = {"encoder_stream": "encoder_stream.pt", "decoder_stream": "decoder_stream.pt", "codec": "codec.pt"}
     for key, module in (("encoder_stream", enc), ("decoder_stream", dec), ("codec", offline)):
         scripted = torch.jit.script(module)

@@ -21,6 +21,7 @@ needs nothing but ``torch`` to stream.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import List, Tuple
 
 import torch
@@ -202,3 +203,18 @@ def build_export_modules(codec: nn.Module) -> Tuple[StreamingEncoder, StreamingD
 def state_shapes(state: List[Tensor]) -> List[List[int]]:
     """Shapes of a state list (for ``export.json``)."""
     return [list(s.shape) for s in state]
+
+
+def prepare_export(codec: nn.Module, out_dir) -> Tuple[Path, bool, StreamingEncoder, StreamingDecoder, OfflineCodec]:
+    """The shared start of every exporter: refuse what cannot be exported (nothing written), create
+    ``out_dir``, put ``codec`` in eval mode and build its export modules.
+
+    Returns:
+        ``(out_dir, codec.training before the call, encoder, decoder, offline codec)``.
+    """
+    check_exportable(codec)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    was_training = codec.training
+    codec.eval()
+    return (out, was_training, *build_export_modules(codec))

@@ -104,6 +104,13 @@ def _vq_kwargs(
     return kw
 
 
+def _residual_kwargs(dim: int, levels: int, codebook_size: int, codebook_dim: Any, dropout: bool,
+                     dropout_cutoff: int, vq: dict, **extra: Any) -> dict[str, Any]:
+    """vector-quantize-pytorch's residual (and grouped residual) keyword arguments."""
+    return dict(dim=dim, num_quantizers=levels, codebook_size=codebook_size, codebook_dim=codebook_dim,
+                quantize_dropout=dropout, quantize_dropout_cutoff_index=dropout_cutoff, **extra, **vq)
+
+
 class ResidualVQ(_DistributedSync, Quantizer):
     """Residual vector quantizer: ``num_codebooks`` VQ stages, each quantizing the previous residual.
 
@@ -154,18 +161,10 @@ class ResidualVQ(_DistributedSync, Quantizer):
         self.dim = dim
         self.num_codebooks = num_codebooks
         self.codebook_size = codebook_size
-        kw: dict[str, Any] = dict(
-            dim=dim,
-            num_quantizers=num_codebooks,
-            codebook_size=codebook_size,
-            codebook_dim=codebook_dim,
-            quantize_dropout=quantizer_dropout,
-            quantize_dropout_cutoff_index=quantizer_dropout_cutoff,
-            **_vq_kwargs(
-                kmeans_init, kmeans_iters, decay, threshold_ema_dead_code, commitment_weight, rotation_trick,
-                learnable_codebook, sync_kmeans,
-            ),
-        )
+        kw = _residual_kwargs(dim, num_codebooks, codebook_size, codebook_dim, quantizer_dropout,
+                              quantizer_dropout_cutoff, _vq_kwargs(kmeans_init, kmeans_iters, decay,
+                              threshold_ema_dead_code, commitment_weight, rotation_trick, learnable_codebook,
+                              sync_kmeans))
         self._init_sync(sync_codebook, sync_kmeans, vqp.ResidualVQ, kw)
 
     def forward(self, z: Tensor) -> QuantizerOutput:
@@ -225,19 +224,9 @@ class GroupedResidualVQ(_DistributedSync, Quantizer):
         self.levels = levels
         self.num_codebooks = groups * levels
         self.codebook_size = codebook_size
-        kw: dict[str, Any] = dict(
-            dim=dim,
-            groups=groups,
-            num_quantizers=levels,
-            codebook_size=codebook_size,
-            codebook_dim=codebook_dim,
-            quantize_dropout=quantizer_dropout,
-            quantize_dropout_cutoff_index=quantizer_dropout_cutoff,
-            **_vq_kwargs(
-                kmeans_init, kmeans_iters, decay, threshold_ema_dead_code, commitment_weight, rotation_trick,
-                learnable_codebook, sync_kmeans,
-            ),
-        )
+        kw = _residual_kwargs(dim, levels, codebook_size, codebook_dim, quantizer_dropout, quantizer_dropout_cutoff,
+                              _vq_kwargs(kmeans_init, kmeans_iters, decay, threshold_ema_dead_code,
+                              commitment_weight, rotation_trick, learnable_codebook, sync_kmeans), groups=groups)
         self._init_sync(sync_codebook, sync_kmeans, vqp.GroupedResidualVQ, kw)
 
     def forward(self, z: Tensor) -> QuantizerOutput:

@@ -22,7 +22,6 @@ import json
 import os
 import time
 import uuid
-import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -50,6 +49,7 @@ from sonotok.tokenizer.manifest import (
     source_key,
 )
 from sonotok.tokenizer.ops import EncodedFile, encode_batch, encode_file_info
+from sonotok.tokenizer.runner import run_settings
 
 __all__ = ["FileDataset", "RunData", "TokenizeModule", "CodesWriter", "merge_manifests", "prepare_run",
            "tokenize_distributed"]
@@ -326,14 +326,7 @@ def tokenize_distributed(
     Finished items (size + modification time, or sha256 with ``verify="sha256"``, as in ``manifest.jsonl``)
     are skipped, so re-running resumes. ``lock_timeout`` as in :func:`sonotok.tokenizer.tokenize`.
     """
-    if num_codebooks is not None:
-        codec.quantizer.check_num_codebooks(num_codebooks)
-    k = int(num_codebooks or codec.num_codebooks)
-    model_id = str(getattr(codec, "model_id", getattr(codec, "name", "codec")))
-    if batch_size > 1 and not getattr(codec, "causal", True):
-        warnings.warn(f"{model_id} is not causal: padding would change its codes, so files are encoded one at a "
-                      "time (batch_size=1)", stacklevel=2)
-        batch_size = 1
+    k, model_id, batch_size = run_settings(codec, num_codebooks, batch_size)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lock = RunLock(out, lock_timeout) if _launching_rank_zero() else contextlib.nullcontext()

@@ -52,6 +52,20 @@ from sonotok.tokenizer.ops import EncodedFile, decode_codes, encode_batch, encod
 
 
 # ------------------------------------------------------------------------------------------ driver
+def run_settings(codec, num_codebooks: Optional[int], batch_size: int) -> Tuple[int, str, int]:
+    """``(codebooks written, model id, batch size)`` of a run; a non-causal model is encoded one file at a time
+    (padding would change its codes), with a warning."""
+    if num_codebooks is not None:
+        codec.quantizer.check_num_codebooks(num_codebooks)
+    k = int(num_codebooks or codec.num_codebooks)
+    model_id = str(getattr(codec, "model_id", getattr(codec, "name", "codec")))
+    if batch_size > 1 and not getattr(codec, "causal", True):
+        warnings.warn(f"{model_id} is not causal: padding would change its codes, so files are encoded one at a "
+                      "time (batch_size=1)", stacklevel=3)
+        batch_size = 1
+    return k, model_id, batch_size
+
+
 def tokenize(
     codec,
     inputs: Sequence[str | os.PathLike],
@@ -94,14 +108,7 @@ def tokenize(
     """
     if fmt not in ("npy", "safetensors"):
         raise ValueError(f"fmt must be 'npy' or 'safetensors', got {fmt!r}")
-    if num_codebooks is not None:
-        codec.quantizer.check_num_codebooks(num_codebooks)
-    k = int(num_codebooks or codec.num_codebooks)
-    model_id = str(getattr(codec, "model_id", getattr(codec, "name", "codec")))
-    if batch_size > 1 and not getattr(codec, "causal", True):
-        warnings.warn(f"{model_id} is not causal: padding would change its codes, so files are encoded one at a "
-                      "time (batch_size=1)", stacklevel=2)
-        batch_size = 1
+    k, model_id, batch_size = run_settings(codec, num_codebooks, batch_size)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out, lock_timeout), deterministic_encoding():

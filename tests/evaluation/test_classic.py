@@ -7,7 +7,14 @@ import pytest
 import soundfile as sf
 
 from sonotok.errors import SonotokError
-from sonotok.evaluation.classic import ClassicCodec, align, evaluate_classic, ogg_payload_bytes, parse_classic, require_tools
+from sonotok.evaluation.classic import (
+    ClassicCodec,
+    align,
+    evaluate_classic,
+    ogg_payload_bytes,
+    parse_classic,
+    require_tools,
+)
 
 needs_tools = pytest.mark.skipif(not (shutil.which("opusenc") and shutil.which("c2enc")),
                                  reason="opus-tools / codec2 not installed (make test installs them)")
