@@ -23,10 +23,9 @@ import torch
 from torch import nn
 
 from sonotok.data.atomic import atomic_path, atomic_write_text
+from sonotok.export.torchscript import codec_metadata
 from sonotok.export.wrappers import OfflineCodec
 from sonotok.modules.conv import fold_weight_norm
-
-FORMAT_VERSION = 1
 
 
 def offline_module(codec: nn.Module) -> OfflineCodec:
@@ -63,21 +62,8 @@ def export_offline_torchscript(codec: nn.Module, out_dir, model_id: Optional[str
     scripted = torch.jit.script(offline_module(codec))
     with atomic_path(out / "codec.pt") as tmp:
         scripted.save(tmp)
-    meta: Dict[str, object] = {
-        "format_version": FORMAT_VERSION,
-        "model_id": model_id or getattr(codec, "model_id", None) or getattr(codec, "name", "codec"),
-        "name": getattr(codec, "name", "codec"),
-        "sample_rate": int(codec.sample_rate),
-        "channels": int(codec.channels),
-        "hop_length": int(codec.hop_length),
-        "frame_rate": float(codec.frame_rate),
-        "num_codebooks": int(codec.num_codebooks),
-        "codebook_size": int(codec.codebook_size),
-        "bitrate_bps": float(codec.bitrate()),
-        "streaming": False,
-        "torchscript": {"codec": "codec.pt"},
-        "torch_version": torch.__version__,
-    }
+    meta = codec_metadata(codec, model_id=model_id)
+    meta.update({"streaming": False, "torchscript": {"codec": "codec.pt"}})
     if check and next(codec.parameters()).device.type == "cpu":
         loaded = torch.jit.load(str(out / "codec.pt"), map_location="cpu")
         g = torch.Generator().manual_seed(0)

@@ -35,9 +35,10 @@ from sonotok.models.codec import StreamingSession
 FORMAT_VERSION = 2
 
 
-def codec_metadata(codec: nn.Module, enc_state, dec_state, model_id: Optional[str] = None) -> Dict[str, object]:
-    """The ``export.json`` fields describing the model (shared by TorchScript and torch.export)."""
-    return {
+def codec_metadata(codec: nn.Module, enc_state=None, dec_state=None, model_id: Optional[str] = None) -> Dict[str, object]:
+    """The ``export.json`` fields describing the model (shared by TorchScript, torch.export and the offline-only
+    export); the streaming fields (delay, latency, state shapes) when the streaming states are given."""
+    meta: Dict[str, object] = {
         "format_version": FORMAT_VERSION,
         "model_id": model_id or getattr(codec, "model_id", None) or getattr(codec, "name", "codec"),
         "name": getattr(codec, "name", "codec"),
@@ -49,13 +50,17 @@ def codec_metadata(codec: nn.Module, enc_state, dec_state, model_id: Optional[st
         "num_codebooks": int(codec.num_codebooks),
         "codebook_size": int(codec.codebook_size),
         "bitrate_bps": float(codec.bitrate()),
-        "decoder_delay": int(codec.decoder_delay),
-        "latency_samples": int(codec.latency_samples),
-        "latency_ms": float(codec.latency_ms),
-        "encoder_state_shapes_batch1": state_shapes(enc_state),
-        "decoder_state_shapes_batch1": state_shapes(dec_state),
-        "torch_version": torch.__version__,
     }
+    if enc_state is not None:
+        meta.update({
+            "decoder_delay": int(codec.decoder_delay),
+            "latency_samples": int(codec.latency_samples),
+            "latency_ms": float(codec.latency_ms),
+            "encoder_state_shapes_batch1": state_shapes(enc_state),
+            "decoder_state_shapes_batch1": state_shapes(dec_state),
+        })
+    meta["torch_version"] = torch.__version__
+    return meta
 
 
 @torch.no_grad()
