@@ -32,6 +32,7 @@ import re
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
+from sonotok.data.atomic import atomic_path
 from sonotok.data.sources import list_audio_files
 from sonotok.errors import SonotokError
 
@@ -89,15 +90,13 @@ def _write(rows_by_split: Dict[str, List[dict]], out: Path, relative: bool) -> D
     for split, rows in rows_by_split.items():
         if not rows:
             continue
-        tmp = out / f".{split}.jsonl.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with atomic_path(out / f"{split}.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as fh:
             for r in rows:
                 r = dict(r)
                 for k in ("path", "mix", "s1", "s2", "noise"):
                     if k in r:
                         r[k] = os.path.relpath(r[k], out) if relative else str(Path(r[k]).resolve())
                 fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-        os.replace(tmp, out / f"{split}.jsonl")
         counts[split] = len(rows)
     return counts
 

@@ -17,7 +17,7 @@ from typing import Dict, List, Mapping, Sequence
 import numpy as np
 import torch
 
-from sonotok.data.atomic import atomic_write_text
+from sonotok.data.atomic import atomic_path, atomic_write_text
 from sonotok.data.audio import load_audio, save_audio
 
 METRIC_LABELS = (("pesq_wb", "PESQ-WB", "{:.2f}"), ("stoi", "STOI", "{:.3f}"), ("si_sdr", "SI-SDR", "{:.1f}"),
@@ -46,11 +46,9 @@ def _spectrogram_png(wav: np.ndarray, sample_rate: int, path: Path, title: str) 
     ax.set_ylabel("kHz", fontsize=7)
     ax.tick_params(labelsize=6)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def _score(ref: np.ndarray, est: np.ndarray, sample_rate: int) -> Dict[str, float]:

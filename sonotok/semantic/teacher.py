@@ -139,6 +139,7 @@ class SemanticTeacher(nn.Module, abc.ABC):
     def features_for_file(self, path: str | os.PathLike) -> Tensor:
         """Teacher features ``[D, T']`` of a whole audio file (at :attr:`feature_rate`), cached on disk
         under ``cache_dir`` keyed by the file's path, size, mtime and the teacher's identity."""
+        from sonotok.data.atomic import atomic_path
         from sonotok.data.audio import load_audio
 
         path = Path(path)
@@ -148,10 +149,8 @@ class SemanticTeacher(nn.Module, abc.ABC):
         wav = load_audio(path, self.sample_rate)  # [C, T]
         feats = self.features(wav.mean(0, keepdim=True))[0].cpu()
         if cp is not None:
-            cp.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cp.with_suffix(f".{os.getpid()}.tmp.npy")
-            np.save(tmp, feats.numpy().astype(np.float32))
-            os.replace(tmp, cp)
+            with atomic_path(cp) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, feats.numpy().astype(np.float32))
         return feats
 
     def cache_corpus(self, files: Sequence[str | os.PathLike]) -> int:
