@@ -56,30 +56,14 @@ class ReflectPadConv1d(StreamingConv1d):
     complete only a few output frames use :class:`~sonotok.modules.conv.StreamingConv1d`'s matrix-product
     path (this class is one with another padding).
 
-    Args:
-        in_channels: input channels.
-        out_channels: output channels.
-        kernel_size: kernel size (>= stride).
-        stride: stride.
-        dilation: dilation.
-        groups: groups.
-        bias: whether to use a bias.
-        norm: ``"weight_norm"`` or ``"none"``.
+    Args: those of :class:`~sonotok.modules.conv.StreamingConv1d` (``in_channels``, ``out_channels``,
+    ``kernel_size`` (>= stride), ``stride``, ``dilation``, ``groups``, ``bias``, ``norm``).
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        stride: int = 1,
-        dilation: int = 1,
-        groups: int = 1,
-        bias: bool = True,
-        norm: str = "weight_norm",
-    ):
-        super().__init__(in_channels, out_channels, kernel_size, stride, dilation, groups, bias, norm)
-        self.out_channels = int(out_channels)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.out_channels = int(self.conv.out_channels)
+        kernel_size, dilation, stride = self.kernel_size, self.conv.dilation[0], self.stride
         # EnCodec's (kernel - 1) * dilation - (stride - 1): the same left padding as StreamingConv1d's
         assert self.padding == (kernel_size - 1) * dilation - (stride - 1)
         self.num_states = 2

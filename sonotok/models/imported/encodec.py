@@ -57,7 +57,24 @@ def _resnet_block(dim: int, kernel: int, dilation: int, compress: int, norm: str
     return AlignedResidual(block, ReflectPadConv1d(dim, dim, 1, norm=norm), dim)
 
 
-class EncodecEncoder(nn.Module):
+class _LayerStack(nn.Module):
+    """A streaming stack of layers numbered as the reference's ``model`` (offline forward, init_state, step)."""
+
+    def _set_layers(self, layers: List[nn.Module]) -> None:
+        self.model = StreamingSequential(*layers)
+        self.num_states = int(self.model.num_states)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def init_state(self, batch: int) -> List[Tensor]:
+        return self.model.init_state(batch)
+
+    def step(self, x: Tensor, state: List[Tensor]):
+        return self.model.step(x, state)
+
+
+class EncodecEncoder(_LayerStack):
     """EnCodec's causal SEANet encoder: ``wav [B, C, T] -> latent [B, dimension, ceil(T / hop)]``.
 
     Layer ``i`` of ``self.model`` is layer ``i`` of EnCodec's ``encoder.model`` (same order).
@@ -95,20 +112,10 @@ class EncodecEncoder(nn.Module):
             layers.append(StreamingLSTM(mult * n_filters, lstm))
         layers.append(Stateless(nn.ELU(alpha=1.0)))
         layers.append(ReflectPadConv1d(mult * n_filters, dimension, last_kernel_size, norm=norm))
-        self.model = StreamingSequential(*layers)
-        self.num_states = int(self.model.num_states)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)
-
-    def init_state(self, batch: int) -> List[Tensor]:
-        return self.model.init_state(batch)
-
-    def step(self, x: Tensor, state: List[Tensor]):
-        return self.model.step(x, state)
+        self._set_layers(layers)
 
 
-class EncodecDecoder(nn.Module):
+class EncodecDecoder(_LayerStack):
     """EnCodec's causal SEANet decoder: ``latent [B, dimension, F] -> wav [B, C, F * hop]``.
 
     Layer ``i`` of ``self.model`` is layer ``i`` of EnCodec's ``decoder.model``. Arguments as
@@ -137,17 +144,7 @@ class EncodecDecoder(nn.Module):
             mult //= 2
         layers.append(Stateless(nn.ELU(alpha=1.0)))
         layers.append(ReflectPadConv1d(n_filters, channels, last_kernel_size, norm=norm))
-        self.model = StreamingSequential(*layers)
-        self.num_states = int(self.model.num_states)
-
-    def forward(self, z: Tensor) -> Tensor:
-        return self.model(z)
-
-    def init_state(self, batch: int) -> List[Tensor]:
-        return self.model.init_state(batch)
-
-    def step(self, z: Tensor, state: List[Tensor]):
-        return self.model.step(z, state)
+        self._set_layers(layers)
 
 
 class EncodecCodec(Codec):
