@@ -243,10 +243,7 @@ class RunLock:
     def release(self) -> None:
         if self.fd is None:
             return
-        try:
-            self.path.unlink()  # while still holding the lock: a waiter re-checks the inode it locked
-        except FileNotFoundError:
-            pass
+        self.path.unlink(missing_ok=True)  # while still holding the lock: a waiter re-checks the inode it locked
         os.close(self.fd)
         self.fd = None
 
