@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             verbose=not args.json,
         )
         files = [f["path"] for f in result["files"]]
-        from sonotok.evaluation.cost import codec_cost
+        from sonotok.models.cost import codec_cost
 
         result["cost"] = codec_cost(codec)
         if not args.json:

@@ -31,6 +31,7 @@ from sonotok.data.atomic import atomic_path, atomic_write_text
 from sonotok.export.runtime import ArtifactCore
 from sonotok.export.wrappers import prepare_export, state_shapes
 from sonotok.models.codec import StreamingSession
+from sonotok.models.cost import codec_cost
 
 FORMAT_VERSION = 2
 
@@ -51,6 +52,7 @@ def codec_metadata(codec: nn.Module, enc_state=None, dec_state=None, model_id: O
         "codebook_size": int(codec.codebook_size),
         "bitrate_bps": float(codec.bitrate()),
     }
+    meta["cost"] = codec_cost(codec)  # parameters, MFLOP/s of encoder and decoder, latency
     if enc_state is not None:
         meta.update({
             "decoder_delay": int(codec.decoder_delay),

@@ -2,7 +2,7 @@
 
 from torch import nn
 
-from sonotok.evaluation.cost import codec_cost
+from sonotok.models.cost import codec_cost
 
 
 class ConvCodec(nn.Module):
@@ -41,3 +41,20 @@ def test_shipped_default_is_inside_the_low_complexity_envelope():
     assert 2.3e6 < cost["parameters"] < 2.5e6  # 2.40 M (model card)
     assert 150 < cost["encoder_mflops_per_s"] < 260 and 150 < cost["decoder_mflops_per_s"] < 260  # ~208 / ~201
     assert cost["total_mflops_per_s"] <= 700 and cost["decoder_mflops_per_s"] <= 300  # LRAC 2025 ceilings
+
+
+def test_export_json_reports_the_cost(tmp_path):
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tokenizer"))
+    from tok_helpers import build_tiny
+
+    from sonotok.export.torchscript import export_torchscript
+
+    codec, _ = build_tiny()
+    export_torchscript(codec, tmp_path / "art", check=False)
+    meta = json.loads((tmp_path / "art" / "export.json").read_text())
+    assert meta["cost"] == codec_cost(codec)
+    assert meta["cost"]["parameters"] == sum(p.numel() for p in codec.parameters())
