@@ -177,6 +177,23 @@ def real_mixture(model, corpus: Path, out_dir: Path, seconds: float = 20.0) -> d
             **{k: float(np.mean(v.numpy())) for k, v in sc.items()}}
 
 
+def single_speaker(model, test, n: int = 20) -> dict:
+    """One speaker alone in: SI-SNR of the closer output to it, and the other output's level (dB re. input)."""
+    from torchmetrics.functional.audio import scale_invariant_signal_noise_ratio as si_snr
+
+    best, other = [], []
+    with torch.no_grad():
+        for i in range(min(n, len(test))):
+            x = test[i]["sources"][0:1][None]  # [1, 1, T]: the first speaker of a test mixture, alone
+            y = model(x)[0]
+            s = torch.stack([si_snr(y[k], x[0, 0]) for k in range(y.shape[0])])
+            k = int(s.argmax())
+            best.append(float(s[k]))
+            other.append(float(10 * torch.log10(y[1 - k].pow(2).sum() / x.pow(2).sum().clamp_min(1e-12))))
+    return {"num": len(best), "sisnr_closer_output_db": sum(best) / len(best),
+            "other_output_level_db": sum(other) / len(other)}
+
+
 def cmd_shipped(args) -> int:
     import sonotok
     from sonotok.data.mixtures import fixed_test_set
@@ -193,6 +210,7 @@ def cmd_shipped(args) -> int:
     for name, m in models.items():
         results[name] = evaluate_separation(m, test, oracles=[])
         results[name]["macs_per_second"] = macs_per_second(m)
+        results[name]["single_speaker"] = single_speaker(m, test)
         print(f"{name}: SI-SNRi {results[name]['model']['sisnri']:.2f} dB", flush=True)
     extras: dict = {}
     for name, m in models.items():
@@ -235,6 +253,11 @@ def format_shipped(out: dict) -> str:
     for k in ("ibm", "irm", "wiener"):
         if k in o:
             lines.append(f"| {k} oracle | {o[k]['sisnri']:.2f} | {o[k]['sdri']:.2f} | | | |")
+    for name in out["models"]:
+        ss = res[name].get("single_speaker")
+        if ss:
+            lines.append(f"\none speaker alone into `{name}` ({ss['num']} test tracks): closer output SI-SNR "
+                         f"{ss['sisnr_closer_output_db']:.1f} dB, other output at {ss['other_output_level_db']:.1f} dB")
     for k, v in out.items():
         if k.endswith("_streaming"):
             lines += ["", f"streaming `{k[:-10]}` from {v['artifact']} (TorchScript, per-chunk compute):", "",
