@@ -54,7 +54,7 @@ def streaming_rtf(model, seconds: float, chunk_ms: float = 10.0) -> dict:
         t0 = time.perf_counter()
         model(x)
         off_s = time.perf_counter() - t0
-        from sonotok.models.separation import StreamingSeparator
+        from sonotok.export.separator import StreamingSeparator
 
         scripted = torch.jit.script(StreamingSeparator(model))
         script = _stream_artifact(scripted, x, chunk)
@@ -102,7 +102,7 @@ def _long_mixture(corpus: Path, sr: int, seconds: float, seed: int = 7) -> dict:
 def long_input(model, name: str, corpus: Path, seconds: float = 60.0, chunk_seconds: float = 10.0) -> dict:
     """Windowed vs whole separation of a long held-out mixture: both scored, their difference, peak memory."""
     from sonotok.evaluation.separation import separation_scores
-    from sonotok.models.separation import separate_chunked
+    from sonotok.models.separate import separate_chunked
 
     item = _long_mixture(corpus, model.sample_rate, seconds)
     mix, src = item["mix"][None], item["sources"][None]
@@ -117,7 +117,7 @@ def long_input(model, name: str, corpus: Path, seconds: float = 60.0, chunk_seco
     # chunked vs whole: SNR of the difference after the best source order
     d = min(float(((chunked[:, list(p)] - whole) ** 2).sum()) for p in ([0, 1], [1, 0]))
     diff_snr = 10 * torch.log10((whole ** 2).sum() / max(d, 1e-12)).item()
-    code = (f"import sonotok\nfrom sonotok.models.separation import separate_chunked\n"
+    code = (f"import sonotok\nfrom sonotok.models.separate import separate_chunked\n"
             f"m = sonotok.load_separator({name!r}).eval()\n"
             f"x = torch.randn(1, 1, {int(seconds * model.sample_rate)}) * 0.1\n"
             "with torch.no_grad():\n    y = {}\n")
@@ -198,7 +198,8 @@ def cmd_shipped(args) -> int:
     import sonotok
     from sonotok.data.mixtures import fixed_test_set
     from sonotok.evaluation.separation import ORACLES, evaluate_separation
-    from sonotok.models.separation import export_separator, macs_per_second
+    from sonotok.export.separator import export_separator
+    from sonotok.models.separation import macs_per_second
 
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()

@@ -14,7 +14,10 @@ Composition (each part its own module so Hydra configs can swap them):
 
 Alignment is the one torchaudio's ``ConvTasNet`` uses: the signal is padded by ``L - stride`` on both
 sides (plus up to a stride at the end), so a model with the same hyper-parameters and copied weights
-gives the same output (``tests/separation/test_parity.py``).
+gives the same output (``tests/separation/test_separator.py``).
+
+Windowed separation of long inputs: :func:`sonotok.models.separate.separate_chunked`; TorchScript export:
+:mod:`sonotok.export.separator`.
 
 Streaming (causal variant only): ``init_state(batch)`` and ``step(mix_chunk [B, 1, t], state) ->
 (sources [B, S, t'], state)``. The encoder emits a frame once its ``L`` samples have arrived; the decoder
@@ -236,6 +239,8 @@ class ConvTasNet(nn.Module):
         if chunk_seconds is None:
             out = self.forward(wav)
         else:
+            from sonotok.models.separate import separate_chunked  # the file-level module imports this one
+
             out = separate_chunked(self, wav, int(round(chunk_seconds * self.sample_rate)))
         return out[0] if single else out
 
@@ -347,157 +352,6 @@ def macs_per_second(model: nn.Module, seconds: float = 1.0) -> float:
         model(x)
     model.train(was_training)
     return counter.get_total_flops() / 2.0 / seconds
-
-
-def separate_chunked(model: nn.Module, mix: Tensor, chunk: int, context: int | None = None,
-                     fade: int | None = None) -> Tensor:
-    """Separate a long ``mix [B, 1, T]`` window by window in bounded memory.
-
-    The model sees windows of at most ``chunk + 2 * context`` samples: window ``i`` covers
-    ``[i*chunk - context, (i+1)*chunk + context)`` and contributes to ``[i*chunk - fade/2, (i+1)*chunk +
-    fade/2)`` with complementary raised-cosine cross-fades of ``fade`` samples around each boundary (the
-    rest of the context is only context). Before it is added, each window's sources are permuted to match
-    the previous window's on the ``2 * context`` samples both computed (a separator's output order is
-    arbitrary per call). With ``context - fade/2`` at least :func:`context_samples` the result equals the
-    whole-signal forward for a model whose normalisation is frame-local (``norm=channel``); with gLN / cLN
-    the statistics differ per window (measured in ``docs/separation.md``).
-
-    Args:
-        model: ``forward(mix [B, 1, t]) -> [B, S, t]``.
-        mix: ``[B, 1, T]``.
-        chunk: hop between windows (samples, > 0; rounded up to a multiple of the model's ``hop_length`` so
-            every window starts on the whole signal's frame grid).
-        context: extra samples on each side (default: :func:`context_samples` + ``fade // 2``; rounded up
-            likewise).
-        fade: cross-fade length (default half of :func:`context_samples` (or of ``context``), at most
-            ``chunk / 2``; made even; ``fade / 2 <= context``).
-
-    Returns:
-        ``[B, S, T]``.
-    """
-    import itertools
-    import math
-
-    if mix.dim() == 2:
-        mix = mix.unsqueeze(1)
-    batch, _, total = mix.shape
-    chunk = int(chunk)
-    if chunk <= 0:
-        raise ValueError(f"chunk must be > 0 samples, got {chunk}")
-    if fade is None:
-        fade = min(context_samples(model) if context is None else int(context), chunk) // 2
-    fade = 2 * (int(fade) // 2)
-    if context is None:
-        context = context_samples(model) + fade // 2
-    context = int(context)
-    hop = int(getattr(model, "hop_length", 1))  # windows start on the model's frame grid
-    chunk, context = -(-chunk // hop) * hop, -(-context // hop) * hop
-    if context < 1 or fade // 2 > context or fade > chunk:
-        raise ValueError(f"need context >= 1 and fade/2 <= context and fade <= chunk (chunk={chunk}, "
-                         f"context={context}, fade={fade})")
-    if total <= chunk + 2 * context:
-        return model(mix)
-    half = fade // 2
-    ramp = torch.sin(0.5 * math.pi * (torch.arange(fade, dtype=mix.dtype) + 0.5) / max(fade, 1)) ** 2
-    out: Tensor | None = None
-    prev: Tensor | None = None  # previous window's output on [start - context, start + context)
-    starts = list(range(0, total, chunk))
-    for i, start in enumerate(starts):
-        a, e = max(0, start - context), min(total, start + chunk + context)
-        y = model(mix[..., a:e])  # [B, S, e - a]
-        if out is None:
-            out = y.new_zeros(batch, y.shape[1], total)
-        if prev is not None:
-            cur = y[..., : prev.shape[-1]]
-            perms = list(itertools.permutations(range(y.shape[1])))
-            num = torch.stack([(prev * cur[:, list(p)]).sum(-1).sum(-1) for p in perms], -1)  # [B, P]
-            best = num.argmax(-1)
-            y = torch.stack([y[b, list(perms[int(best[b])])] for b in range(batch)])
-        w = y.new_ones(e - a)
-        lo, hi = start - a, min(start + chunk, total) - a  # this window's core [lo, hi) in window coords
-        w[: max(lo - half, 0)] = 0.0
-        w[hi + half :] = 0.0
-        if i > 0 and half:
-            w[lo - half : lo + half] = ramp
-        if i + 1 < len(starts) and half:
-            w[hi - half : hi + half] = 1.0 - ramp
-        out[..., a:e] += y * w
-        nxt = start + chunk
-        if i + 1 < len(starts):  # what the next window shares with this one: [its start, this end)
-            prev = y[..., max(0, nxt - context) - a :]
-    assert out is not None
-    return out
-
-
-
-class StreamingSeparator(nn.Module):
-    """Scriptable streaming wrapper: ``forward(mix_chunk [B, 1, t], state) -> (sources [B, S, t'], state)``
-    and ``init_state(batch)`` (exported), so a caller needs only ``torch`` to stream."""
-
-    def __init__(self, model: ConvTasNet):
-        super().__init__()
-        if not model.causal:
-            raise ValueError("only a causal separator (norm=cln/channel, causal=True) can be exported for streaming")
-        self.model = model
-        self.sample_rate = model.sample_rate
-        self.num_sources = model.num_sources
-        self.delay_samples = model.delay_samples
-        self.hop_length = model.hop_length
-
-    @torch.jit.export
-    def init_state(self, batch: int) -> List[Tensor]:
-        return self.model.init_state(batch)
-
-    def forward(self, mix: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
-        return self.model.step(mix, state)
-
-
-def export_separator(model: ConvTasNet, out_dir: str, example_seconds: float = 1.0) -> dict:
-    """Write TorchScript artifacts of a separator (eval mode, a copy; the model is left untouched).
-
-    Files: ``separator_offline.pt`` (``forward(mix [B, 1, T]) -> [B, S, T]``), for causal models also
-    ``separator_streaming.pt`` (:class:`StreamingSeparator`), and ``separator_export.json`` (rates, delay,
-    the max abs difference to eager on a random example). Load them with ``torch.jit.load`` alone.
-    """
-    import copy
-    import json
-    import os
-    from pathlib import Path
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    m = copy.deepcopy(model).eval().cpu()
-    for p in m.parameters():
-        p.requires_grad_(False)
-    info: dict = {"sample_rate": m.sample_rate, "num_sources": m.num_sources, "hop_length": m.hop_length,
-                  "delay_samples": m.delay_samples, "latency_ms": m.latency_ms, "causal": m.causal,
-                  "name": m.name, "files": {}}
-    x = torch.randn(1, 1, int(example_seconds * m.sample_rate), generator=torch.Generator().manual_seed(0)) * 0.1
-
-    def _save(mod: torch.jit.ScriptModule, name: str) -> None:
-        tmp = out / f".{name}.tmp"
-        mod.save(str(tmp))
-        os.replace(tmp, out / name)
-        info["files"][name.split(".")[0]] = name
-
-    with torch.no_grad():
-        ref = m(x)
-        offline = torch.jit.script(m)
-        info["offline_max_abs_diff"] = float((offline(x) - ref).abs().max())
-        _save(offline, "separator_offline.pt")
-        if m.causal:
-            streaming = torch.jit.script(StreamingSeparator(m))
-            state = streaming.init_state(1)
-            ys = []
-            padded = torch.cat([x, x.new_zeros(1, 1, m.delay_samples)], -1)
-            for i in range(0, padded.shape[-1], 160):
-                y, state = streaming(padded[..., i : i + 160], state)
-                ys.append(y)
-            y = torch.cat(ys, -1)[..., m.delay_samples : m.delay_samples + x.shape[-1]]
-            info["streaming_max_abs_diff"] = float((y - ref).abs().max())
-            _save(streaming, "separator_streaming.pt")
-    (out / "separator_export.json").write_text(json.dumps(info, indent=2) + "\n")
-    return info
 
 
 class CodecLatentSeparator(nn.Module):

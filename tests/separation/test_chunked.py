@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from sonotok.models.separation import context_samples, conv_tasnet, separate_chunked
+from sonotok.models.separate import separate_chunked
+from sonotok.models.separation import context_samples, conv_tasnet
 
 TINY = dict(N=16, L=16, B=8, H=12, P=3, X=3, R=2)
 

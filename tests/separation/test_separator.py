@@ -1,13 +1,8 @@
 import pytest
 import torch
 
-from sonotok.models.separation import (
-    StreamingSeparator,
-    conv_tasnet,
-    export_separator,
-    load_torchaudio_weights,
-    num_parameters,
-)
+from sonotok.export.separator import StreamingSeparator, export_separator
+from sonotok.models.separation import conv_tasnet, load_torchaudio_weights, num_parameters
 
 TINY = dict(N=16, L=16, B=8, H=12, P=3, X=3, R=2)
 

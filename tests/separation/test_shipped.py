@@ -36,7 +36,7 @@ def test_model_card(name):
 
 
 def test_causal_streams_from_its_torchscript_artifact(tmp_path):
-    from sonotok.models.separation import export_separator
+    from sonotok.export.separator import export_separator
 
     m = sonotok.load_separator("causal")
     assert m.causal
