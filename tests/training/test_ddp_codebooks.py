@@ -10,7 +10,7 @@ import os
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo_helpers import spawn_gloo
 
 from sonotok.quantizers.rvq import GroupedResidualVQ, ResidualVQ
 
@@ -52,12 +52,7 @@ def _worker(rank, world, port, kind, sync, kmeans, out):
 
 
 def _run(tmp_path, kind, sync, kmeans=False):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_worker, args=(2, port, kind, sync, kmeans, str(tmp_path)), nprocs=2, start_method="fork")
+    spawn_gloo(_worker, kind, sync, kmeans, str(tmp_path))
     return [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
 
 
@@ -116,12 +111,7 @@ def _module_worker(rank, world, port, out):
 
 
 def test_training_module_setup_turns_on_codebook_sync(tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_module_worker, args=(2, port, str(tmp_path)), nprocs=2, start_method="fork")
+    spawn_gloo(_module_worker, str(tmp_path))
     for r in range(2):
         state = torch.load(tmp_path / f"m{r}.pt")
         assert state == {"before": False, "after": True}

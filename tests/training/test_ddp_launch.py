@@ -113,14 +113,9 @@ def _sync_worker(rank, world, port, out):
 
 
 def test_gradients_are_averaged_per_optimizer(tmp_path):
-    import socket
+    from gloo_helpers import spawn_gloo
 
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_sync_worker, args=(2, port, str(tmp_path)), nprocs=2, start_method="fork")
+    spawn_gloo(_sync_worker, str(tmp_path))
     for r in range(2):
         g = torch.load(tmp_path / f"{r}.pt")
         torch.testing.assert_close(g["a"], torch.full((3,), 1.5))
