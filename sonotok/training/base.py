@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import EMAWeightAveraging
 from torch import Tensor, nn
 
 
@@ -327,3 +328,60 @@ class TrainingModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         self.train_seconds = float(checkpoint.get("sonotok_train_seconds", 0.0))
         self._train_rng = checkpoint.get("sonotok_rng")
+
+
+class EMAWeights(EMAWeightAveraging):
+    """Exponential moving average of the training module's weights (Lightning's ``EMAWeightAveraging``).
+
+    ``ema = decay * ema + (1 - decay) * weights`` after every generator step (``trainer.global_step``
+    counts generator steps only, see :meth:`TrainingModule.step_auxiliary`, so the update runs once per
+    batch, after both optimizers stepped). The whole module is averaged (codec and discriminator: one
+    parameter copy, one lerp per parameter per step); only parameters are averaged, buffers (codebook
+    statistics, ``gen_steps``) follow the raw model. Validation scores the averaged weights, checkpoints
+    hold them as ``state_dict`` (so ``sonotok.load(ckpt)`` and the best checkpoint give the average) and
+    the raw weights as ``current_model_state`` (resume continues from those), and after ``fit`` the
+    module holds the average, which is what ``export_dir`` receives.
+
+    Differences from Lightning's class, for this project:
+
+    * the average starts from the weights at the start of ``fit`` (``init_from``: the loaded ones), not
+      from the weights after the first step;
+    * until ``start_step`` generator steps have run, the average *equals* the raw weights (Lightning's
+      ``update_starting_at_step`` would keep the initial weights, and score and export them);
+    * the average is copied into the module at ``on_fit_end`` instead of ``on_train_end``, so the
+      ``last.ckpt`` that ``ModelCheckpoint`` writes at the end of training keeps the raw weights to resume.
+
+    Args:
+        decay: EMA decay in ``[0, 1)`` (0.999: an average over about the last 1000 steps).
+        start_step: generator steps before the averaging starts.
+        device: where the averaged copy lives (default: the module's device; ``"cpu"`` saves GPU memory).
+    """
+
+    def __init__(self, decay: float = 0.999, start_step: int = 0, device: Optional[str] = None):
+        if not 0.0 <= float(decay) < 1.0:
+            raise ValueError(f"EMA decay {decay}: expected a number in [0, 1), e.g. 0.999")
+        if int(start_step) < 0:
+            raise ValueError(f"EMA start_step {start_step}: expected a number of generator steps >= 0")
+        super().__init__(device=device, use_buffers=False, decay=float(decay))
+        self.decay = float(decay)
+        self.start_step = int(start_step)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if self._average_model is not None:
+            # the copy made here counts as the first average (a resume overwrites it from the checkpoint)
+            self._average_model.n_averaged.fill_(1)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self._average_model is not None and trainer.global_step > self._latest_update_step \
+                and trainer.global_step - 1 < self.start_step:
+            self._average_model.n_averaged.zero_()  # AveragedModel copies the weights when it has averaged none
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        pass  # the copy moves to on_fit_end (after the final last.ckpt)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._average_model is not None:
+            self._copy_average_to_current(pl_module)

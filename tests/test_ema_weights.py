@@ -1,0 +1,163 @@
+"""EMA of the weights (issue 15): ``callbacks/ema=default`` adds :class:`sonotok.training.base.EMAWeights`
+(Lightning's ``EMAWeightAveraging``). One update per generator step in the GAN's manual optimization,
+validation scores the average, export_dir receives it, resume continues it exactly, ``init_from`` starts it
+from the loaded weights."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, EMAWeightAveraging
+from omegaconf import OmegaConf
+
+import sonotok
+from sonotok.model_io import save_model
+from sonotok.training import train
+from sonotok.training.base import EMAWeights
+from sonotok.training.train import build_module, compose_config, run_training
+
+TINY = ["experiment=tiny_seanet", "encoder.n_filters=4", "decoder.n_filters=4", "latent_dim=16",
+        "quantizer.codebook_size=32", "quantizer.num_codebooks=2", "quantizer.kmeans_init=false"]
+
+
+@pytest.fixture(scope="module")
+def voices(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ema_voices")
+    rng = np.random.default_rng(0)
+    t = np.arange(12000) / 16000
+    for i in range(4):
+        x = sum(np.sin(2 * np.pi * (120 + 30 * i) * k * t + rng.uniform(0, 6)) / k for k in range(1, 10))
+        sf.write(root / f"v{i}.wav", (0.1 * x).astype(np.float32), 16000)
+    return root
+
+
+def overrides(folder, out_dir, steps, *more):
+    return [*TINY, "discriminator=tiny", "schedule.disc_start_step=1", f"trainer.max_steps={steps}",
+            "trainer.val_check_interval=2", "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false",
+            "callbacks.last.every_n_train_steps=2", "logger={}", "data=folder", f"data.train={folder}",
+            f"data.valid={folder}", "data.num_workers=0", "data.batch_size=2", "data.segment_seconds=0.25",
+            "data.valid_max_seconds=0.25", f"out_dir={out_dir}", "threads=1", *more]
+
+
+def ema_overrides(decay=0.5, start_step=0):
+    return ["callbacks/ema=default", f"callbacks.ema.decay={decay}", f"callbacks.ema.start_step={start_step}"]
+
+
+def params(module):
+    return {k: v.detach().clone() for k, v in module.named_parameters()}
+
+
+def assert_equal(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=lambda m, k=k: f"{k}: {m}")
+
+
+def differs(a, b):
+    return any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_off_by_default_and_the_override_builds_it():
+    assert "ema" not in compose_config(["experiment=fast_16k"]).callbacks
+    cfg = compose_config(["experiment=fast_16k", *ema_overrides(0.9995, 1000)])
+    cb = instantiate(cfg.callbacks.ema)
+    assert isinstance(cb, EMAWeights) and isinstance(cb, EMAWeightAveraging)
+    assert (cb.decay, cb.start_step) == (0.9995, 1000)
+    assert any(isinstance(c, EMAWeights) for c in train._instantiate_mapping(cfg.callbacks))
+    with pytest.raises(ValueError, match="decay 1.5"):
+        EMAWeights(decay=1.5)
+    with pytest.raises(ValueError, match="start_step -1"):
+        EMAWeights(start_step=-1)
+
+
+class Recorder(Callback):
+    """Raw weights at the start and after every step; the weights validation runs with."""
+
+    def __init__(self):
+        self.raw, self.val = [], {}
+
+    def on_train_start(self, trainer, pl_module):
+        self.raw.append(params(pl_module))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.raw.append(params(pl_module))
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self.val[int(pl_module.gen_steps)] = params(pl_module)
+
+
+def test_one_update_per_generator_step_and_validation_scores_the_average(voices, tmp_path):
+    decay, start, steps = 0.5, 2, 5
+    cfg = compose_config(overrides(voices, tmp_path, steps))
+    module = build_module(cfg)
+    ema, rec = EMAWeights(decay=decay, start_step=start), Recorder()
+    trainer = instantiate(cfg.trainer, callbacks=[ema, rec], logger=False, enable_checkpointing=False,
+                          default_root_dir=str(tmp_path))
+    trainer.fit(module, datamodule=instantiate(cfg.data))
+    assert module.gen_steps == steps == trainer.global_step  # the discriminator steps are not counted
+    assert module.gan_active(), "both optimizers stepped"
+
+    expected, avg = [rec.raw[0]], rec.raw[0]  # the average starts from the weights at the start of fit
+    for t in range(steps):
+        w = rec.raw[t + 1]
+        avg = w if t < start else {k: decay * avg[k] + (1 - decay) * w[k] for k in w}
+        expected.append(avg)
+    averaged = params(ema._average_model.module)
+    for k in averaged:
+        torch.testing.assert_close(averaged[k], expected[steps][k], msg=lambda m, k=k: f"{k}: {m}")
+    assert differs(averaged, rec.raw[steps])
+    assert sorted(rec.val) == [2, 4]
+    for step, weights in rec.val.items():
+        for k in weights:
+            torch.testing.assert_close(weights[k], expected[step][k], msg=lambda m, k=k: f"{k}: {m}")
+    assert_equal(params(module), averaged)  # after fit the module holds the average
+    assert int(module.gen_steps) == steps  # buffers follow the raw model (not averaged)
+
+
+def test_export_dir_holds_the_average(voices, tmp_path, monkeypatch):
+    seen = {}
+    fit = train.fit_from_config
+
+    def spy(cfg, build):
+        out = fit(cfg, build)
+        seen["trainer"] = out[1]
+        return out
+
+    monkeypatch.setattr(train, "fit_from_config", spy)
+    summary = run_training(compose_config(overrides(voices, tmp_path, 4, *ema_overrides())))
+    assert summary["steps"] == 4
+    (ema,) = [c for c in seen["trainer"].callbacks if isinstance(c, EMAWeights)]
+    averaged = params(ema._average_model.module.codec)
+    exported = params(sonotok.load(tmp_path / "model"))
+    assert_equal(exported, averaged)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    raw = {k[len("codec."):]: v for k, v in ckpt["current_model_state"].items()
+           if k.startswith("codec.") and k[len("codec."):] in exported}
+    assert raw.keys() == exported.keys() and differs(exported, raw), "the export is not the raw weights"
+    assert_equal({k[len("codec."):]: v for k, v in ckpt["state_dict"].items()
+                  if k.startswith("codec.") and k[len("codec."):] in exported}, exported)
+
+
+def test_fine_tuning_starts_the_average_from_the_loaded_weights(voices, tmp_path, monkeypatch):
+    cfg = compose_config(TINY)
+    codec = instantiate(cfg.codec)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in codec.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    save_model(codec, tmp_path / "imported", OmegaConf.to_container(cfg.codec, resolve=True))
+    loaded = params(sonotok.load(tmp_path / "imported"))
+
+    seen = {}
+    fit = train.fit_from_config
+    monkeypatch.setattr(train, "fit_from_config", lambda c, b: seen.setdefault("out", fit(c, b)))
+    run_training(compose_config(overrides(voices, tmp_path / "run", 1, *ema_overrides(0.9),
+                                          f"init_from={tmp_path / 'imported'}")))
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    raw = {k[len("codec."):]: v for k, v in ckpt["current_model_state"].items() if k[len("codec."):] in loaded}
+    assert differs(raw, loaded), "one step changed the weights"
+    (ema,) = [c for c in seen["out"][1].callbacks if isinstance(c, EMAWeights)]
+    averaged = params(ema._average_model.module.codec)
+    for k in loaded:
+        torch.testing.assert_close(averaged[k], 0.9 * loaded[k] + 0.1 * raw[k], msg=lambda m, k=k: f"{k}: {m}")
