@@ -159,3 +159,140 @@ def test_training_config_enables_dropout_in_the_codec():
     assert out["codes"].shape[1] == 8 and int(k.min()) >= 4 and int(k.max()) <= 8
     out["recon"].pow(2).mean().backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in codec.encoder.parameters())
+
+
+# ----------------------------------------------------------------- inference at k < K
+
+
+def trained_like(dim=D):
+    """An FSQ whose eval decode of codes with the tail -1 must equal its training output."""
+    return make(p=1.0, min_groups=1, dim=dim)
+
+
+@pytest.mark.parametrize("dim", [D, 16])
+def test_frozen_equals_eager_at_every_k(dim):
+    q = trained_like(dim).eval()
+    z = z_of(b=3, t=10, dim=dim)
+    frozen = q.to_frozen()
+    scripted = torch.jit.script(frozen)
+    full = q.encode(z)
+    assert torch.equal(frozen.encode(z), full) and torch.equal(scripted.encode(z), full)
+    for k in range(1, K + 1):
+        part = q.encode(z, num_codebooks=k)
+        assert part.shape == (3, k, 10) and torch.equal(part, full[:, :k])
+        # decoding the first k rows == decoding all rows with the tail marked dropped (-1) == training
+        tail = torch.cat([part, torch.full((3, K - k, 10), -1, dtype=torch.long)], 1)
+        zq = q.decode(part)
+        assert zq.shape == z.shape
+        torch.testing.assert_close(frozen.decode(part), zq, atol=0, rtol=0)
+        torch.testing.assert_close(scripted.decode(part), zq, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(q.decode(tail), zq, atol=0, rtol=0)
+        # the same values the training forward gives an item that kept k groups
+        vq = q.vq
+        vals = vq._scale_and_shift_inverse(vq.indices_to_level_indices(full.permute(0, 2, 1))).float()
+        vals[:, :, k:] = 0
+        expect = vq.project_out(vals.reshape(3, 10, -1)).transpose(1, 2)
+        torch.testing.assert_close(zq, expect, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(q.decode(full), q(z).z_q, atol=1e-5, rtol=1e-5)
+
+
+def test_decode_of_training_codes_reproduces_training_z_q():
+    q = trained_like().train()
+    torch.manual_seed(2)
+    z = z_of(b=16)
+    out = q(z)
+    assert (out.codes < 0).any()
+    torch.testing.assert_close(q.eval().decode(out.codes), out.z_q.detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_fewer_groups_reconstruct_worse():
+    q = make(p=0.0, dim=16).eval()  # no projection: decode(encode(z)) approximates the bounded z
+    z = z_of(b=2, t=50, dim=16) * 0.2
+    errs = [(q.decode(q.encode(z, num_codebooks=k)) - z).pow(2).mean().item() for k in range(1, K + 1)]
+    assert errs == sorted(errs, reverse=True) and errs[0] > errs[-1]
+
+
+def test_bad_k_is_a_clear_error():
+    q = trained_like().eval()
+    z = z_of(b=1, t=4)
+    for k in (0, K + 1):
+        with pytest.raises(ValueError, match=rf"num_codebooks must be in \[1, {K}\], got {k}"):
+            q.encode(z, num_codebooks=k)
+    with pytest.raises(ValueError, match=rf"num_codebooks must be in \[1, {K}\], got {K + 1}"):
+        q.decode(torch.zeros(1, K + 1, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="codes hold 5 codebooks, expected 1 to 4"):
+        q.to_frozen().decode(torch.zeros(1, K + 1, 4, dtype=torch.long))
+    with pytest.raises(Exception, match="codes hold 0 codebooks, expected 1 to 4"):
+        torch.jit.script(q.to_frozen()).decode(torch.zeros(1, 0, 4, dtype=torch.long))
+
+
+def tiny_codec(num_codebooks=8):
+    from sonotok.models import Codec
+    from sonotok.modules.seanet import SEANetDecoder, SEANetEncoder
+
+    torch.manual_seed(0)
+    kw = dict(dimension=32, n_filters=4, dilations=(1,), strides=(2, 4, 5, 8))  # 16 kHz / 320 = 50 Hz
+    q = FSQ(32, levels=[8, 5, 5, 5], num_codebooks=num_codebooks, group_dropout=0.5, min_groups=4)
+    codec = Codec(SEANetEncoder(**kw), q, SEANetDecoder(**kw), sample_rate=16000, name="tiny-fsq-vbr").eval()
+    with torch.no_grad():  # random latents are tiny: scale the last encoder conv so FSQ's rounding sees varied values
+        for n, p in codec.encoder.named_parameters():
+            if n.startswith("model.layers.14.") and not n.endswith("original1"):
+                p.mul_(20)
+    return codec
+
+
+def test_codec_round_trip_and_bitrate_at_k4():
+    codec = tiny_codec()
+    wav = torch.randn(2, 1, 16000) * 0.1
+    assert codec.bitrate() == pytest.approx(50 * 8 * 9.9658, rel=1e-4)  # 3.99 kbps
+    assert codec.bitrate(4) == pytest.approx(codec.bitrate() / 2) and codec.bitrate(4) <= 2000
+    full = codec.encode(wav)
+    codes = codec.encode(wav, num_codebooks=4)
+    assert codes.shape == (2, 4, 50) and torch.equal(codes, full[:, :4])
+    assert full[:, 4:].unique().numel() > 10, "the dropped groups carry information"
+    out = codec.decode(codes, length=16000)
+    assert out.shape == (2, 1, 16000) and torch.isfinite(out).all()
+    assert not torch.allclose(out, codec.decode(full, length=16000))
+    # streaming decode of the 4 rows equals the offline decode (the frozen quantizer pads the tail)
+    enc_state, dec_state = codec.init_state(2)
+    y, _ = codec.decode_step(codes, dec_state)
+    torch.testing.assert_close(y, codec.decode(codes), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match=r"num_codebooks must be in \[1, 8\], got 9"):
+        codec.encode(wav, num_codebooks=9)
+    with pytest.raises(ValueError, match=r"num_codebooks must be in \[1, 8\], got 0"):
+        codec.bitrate(0)
+
+
+def test_tokenizer_batch_encode_at_k4():
+    from sonotok.tokenizer.ops import decode_batch, encode_batch
+
+    codec = tiny_codec()
+    wavs = [torch.randn(8000) * 0.1, torch.randn(12345) * 0.1]
+    full = encode_batch(codec, wavs)
+    low = encode_batch(codec, wavs, num_codebooks=4)
+    for a, b in zip(full, low):
+        assert b.shape[0] == 4 and torch.equal(a[:4], b)
+    outs = decode_batch(codec, low, [8000, 12345])
+    assert [o.shape[-1] for o in outs] == [8000, 12345]
+
+
+def test_torchscript_artifact_decodes_k4_like_eager(tmp_path):
+    from sonotok.export.runtime import optimize_for_cpu
+    from sonotok.export.torchscript import export_torchscript
+
+    codec = tiny_codec()
+    export_torchscript(codec, tmp_path, model_id="tiny-fsq-vbr-0")
+    wav = torch.randn(1, 1, 3 * 320) * 0.1
+    codes = codec.encode(wav, num_codebooks=4)
+    ref = codec.decode(codes)
+    offline = torch.jit.load(str(tmp_path / "codec.pt"))
+    assert torch.equal(offline.encode(wav)[:, :4], codes)
+    torch.testing.assert_close(offline.decode(codes), ref, atol=1e-5, rtol=1e-4)
+    for dec in (torch.jit.load(str(tmp_path / "decoder_stream.pt")),
+                optimize_for_cpu(torch.jit.load(str(tmp_path / "decoder_stream.pt")))):
+        state = dec.init_state(1)
+        parts = []
+        for f in range(codes.shape[-1]):  # frame by frame, as a stream
+            y, state = dec(codes[..., f: f + 1], state)
+            parts.append(y)
+        torch.testing.assert_close(torch.cat(parts, -1), ref, atol=1e-5, rtol=1e-4)

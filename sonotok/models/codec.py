@@ -122,8 +122,8 @@ class Codec(nn.Module):
         return 1000.0 * self.latency_samples / self.sample_rate
 
     def bitrate(self, num_codebooks: Optional[int] = None) -> float:
-        """Bits per second at ``num_codebooks`` (default all)."""
-        k = self.num_codebooks if num_codebooks is None else num_codebooks
+        """Bits per second at ``num_codebooks`` (default all; checked by the quantizer, e.g. FSQ takes 1..K)."""
+        k = self.num_codebooks if num_codebooks is None else self.quantizer.check_num_codebooks(int(num_codebooks))
         return self.frame_rate * k * math.log2(self.codebook_size)
 
     # ----------------------------------------------------------------- helpers

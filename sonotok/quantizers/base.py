@@ -88,6 +88,7 @@ class Quantizer(nn.Module, abc.ABC):
         """``codes [B, K', T] -> z_q [B, D, T]``; ``K' <= K`` decodes a lower bitrate."""
         if codes.dim() != 3:
             raise ValueError(f"codes must be [B, K, T], got {list(codes.shape)}")
+        self.check_num_codebooks(int(codes.shape[1]))
         return self.to_frozen().decode(codes.long())
 
     def check_num_codebooks(self, k: int) -> int:

@@ -114,7 +114,8 @@ class FrozenFSQ(nn.Module):
 
     Args:
         levels: ``[d]`` levels per dimension (int64).
-        num_codebooks: codebooks (groups of ``d`` dimensions), each a code row.
+        num_codebooks: codebooks (groups of ``d`` dimensions), each a code row; ``decode`` takes the first
+            ``K' <= num_codebooks`` rows (a lower bitrate, missing groups decode as zeros).
         proj_in_w/proj_in_b/proj_out_w/proj_out_b: projections (empty tensors when absent).
     """
 
@@ -172,12 +173,22 @@ class FrozenFSQ(nn.Module):
 
     @torch.jit.export
     def decode(self, codes: Tensor) -> Tensor:
-        """``codes [B, num_codebooks, T] -> z_q [B, D, T]``."""
+        """``codes [B, K', T] -> z_q [B, D, T]`` for ``1 <= K' <= num_codebooks``.
+
+        Groups past ``K'`` and codes ``-1`` (groups dropped in training) decode to zero values before the
+        output projection, as FSQ group dropout trains them: ``codes[:, :k]`` is the lower bitrate ``k``.
+        """
         b, k, t = codes.shape
-        assert k == self.num_codebooks, "FSQ decodes all its codebooks at once"
-        level_idx = (codes.permute(0, 2, 1).unsqueeze(-1) // self.basis) % self.levels
+        if k < 1 or k > self.num_codebooks:
+            raise ValueError("FSQ decode: codes hold " + str(k) + " codebooks, expected 1 to "
+                             + str(self.num_codebooks))
+        c = codes.permute(0, 2, 1)
+        level_idx = (c.clamp_min(0).unsqueeze(-1) // self.basis) % self.levels
         vals = (level_idx - self.half_width).float() / self.half_width_f
-        vals = vals.reshape(b, t, k * self.codebook_dim)
+        vals = vals.masked_fill((c < 0).unsqueeze(-1), 0.0)
+        if k < self.num_codebooks:
+            vals = F.pad(vals, (0, 0, 0, self.num_codebooks - k))
+        vals = vals.reshape(b, t, self.num_codebooks * self.codebook_dim)
         if self.has_proj:
             vals = F.linear(vals, self.proj_out_w, self.proj_out_b if self.has_bias else None)
         return vals.transpose(1, 2)

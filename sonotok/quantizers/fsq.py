@@ -104,11 +104,6 @@ class FSQ(Quantizer):
             q = q.reshape(b, t, self.num_codebooks * vq.codebook_dim).to(orig_dtype)
         return vq.project_out(q), idx
 
-    def check_num_codebooks(self, k: int) -> int:
-        if k != self.num_codebooks:
-            raise ValueError(f"FSQ decodes all {self.num_codebooks} codebooks together; got num_codebooks={k}")
-        return k
-
     def to_frozen(self) -> FrozenFSQ:
         def lin(m: nn.Module) -> tuple[Tensor, Tensor]:
             if isinstance(m, nn.Linear):
