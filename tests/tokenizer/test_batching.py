@@ -30,7 +30,7 @@ def test_padded_batch_equals_each_file_alone(qname):
         assert torch.equal(c, ref)
 
 
-@pytest.mark.parametrize("qname", ["rvq", "grvq"])  # FSQ has no lower-bitrate prefix (checked by the quantizer)
+@pytest.mark.parametrize("qname", ["rvq", "grvq", "fsq"])
 def test_num_codebooks_is_a_prefix(qname):
     codec = build_codec(qname)
     k = 2
