@@ -284,6 +284,19 @@ def _apply_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -
     model.load_state_dict(state)
 
 
+def rebuild_with_weights(cfg: Any, model: nn.Module, source: str = "config") -> nn.Module:
+    """Build ``cfg`` (allow-listed targets) and give it ``model``'s weights; they must match exactly.
+
+    Used to change arguments that leave the weights alone (e.g. a quantizer's dropout) of a loaded model.
+    """
+    rebuilt = build_from_config(cfg, source=source)
+    _apply_state(rebuilt, model.state_dict(), Path(source))
+    for attr in ("model_id", "meta", "model_dir"):
+        if hasattr(model, attr):
+            setattr(rebuilt, attr, getattr(model, attr))
+    return rebuilt
+
+
 def load_model(path_or_name: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
     """Load a model directory, a shipped model name (``"default"``) or a sonotok Lightning checkpoint.
 

@@ -72,6 +72,8 @@ def build_codec(cfg: DictConfig) -> Tuple[Any, Dict[str, Any]]:
     ``init_from=DIR`` (a model directory, e.g. one written by ``sonotok import``, or a shipped model name):
     the codec is built from ``DIR/config.yaml`` (allow-listed targets only) with ``DIR``'s weights, in place
     of the preset's ``codec`` node; checkpoints and the final model directory then carry ``DIR``'s config.
+    ``init_override={quantizer: {group_dropout: 0.5, min_groups: 4}}`` merges into ``DIR``'s config first
+    (arguments that leave the weights' shapes alone: dropout, bypass probabilities).
     Otherwise the ``codec`` node of the composed config.
     """
     from hydra.utils import instantiate
@@ -80,13 +82,21 @@ def build_codec(cfg: DictConfig) -> Tuple[Any, Dict[str, Any]]:
     if not init_from:
         return instantiate(cfg.codec), OmegaConf.to_container(cfg.codec, resolve=True)
     from sonotok.errors import ModelLoadError
-    from sonotok.model_io import CONFIG_NAME, load_model, resolve_model_path, upgrade_targets
+    from sonotok.model_io import CONFIG_NAME, load_model, rebuild_with_weights, resolve_model_path, upgrade_targets
 
     path = resolve_model_path(init_from)
     if not path.is_dir():
         raise ModelLoadError(f"init_from={init_from}: not a model directory (a directory with {CONFIG_NAME})")
-    codec = load_model(path).train()
     model_config = upgrade_targets(OmegaConf.to_container(OmegaConf.load(path / CONFIG_NAME), resolve=True))
+    override = cfg.get("init_override")
+    if override:
+        # training-time arguments of DIR's modules (e.g. quantizer.group_dropout for variable bitrate): merged
+        # into DIR's config; the weights must still fit it exactly (a shape change is a ModelLoadError)
+        model_config = OmegaConf.to_container(OmegaConf.merge(model_config, override), resolve=True)
+        codec = rebuild_with_weights(model_config, load_model(path), source=f"init_from={init_from} + init_override")
+    else:
+        codec = load_model(path)
+    codec.train()
     sr = getattr(codec, "sample_rate", None)
     data_sr = cfg.get("data", {}).get("sample_rate") if cfg.get("data") is not None else None
     if sr is not None and data_sr is not None and int(data_sr) != int(sr):
