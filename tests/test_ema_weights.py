@@ -33,7 +33,8 @@ def voices(tmp_path_factory):
 
 
 def overrides(folder, out_dir, steps, *more):
-    return [*TINY, "discriminator=tiny", "schedule.disc_start_step=1", f"trainer.max_steps={steps}",
+    return [*TINY, "discriminator=tiny", "schedule.disc_start_step=1", "schedule.warmup_steps=0",
+            f"trainer.max_steps={steps}",
             "trainer.val_check_interval=2", "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false",
             "callbacks.last.every_n_train_steps=2", "logger={}", "data=folder", f"data.train={folder}",
             f"data.valid={folder}", "data.num_workers=0", "data.batch_size=2", "data.segment_seconds=0.25",
@@ -104,13 +105,11 @@ def test_one_update_per_generator_step_and_validation_scores_the_average(voices,
         avg = w if t < start else {k: decay * avg[k] + (1 - decay) * w[k] for k in w}
         expected.append(avg)
     averaged = params(ema._average_model.module)
-    for k in averaged:
-        torch.testing.assert_close(averaged[k], expected[steps][k], msg=lambda m, k=k: f"{k}: {m}")
+    assert_equal(averaged, expected[steps])  # the same float32 arithmetic as torch's get_ema_avg_fn
     assert differs(averaged, rec.raw[steps])
     assert sorted(rec.val) == [2, 4]
     for step, weights in rec.val.items():
-        for k in weights:
-            torch.testing.assert_close(weights[k], expected[step][k], msg=lambda m, k=k: f"{k}: {m}")
+        assert_equal(weights, expected[step])
     assert_equal(params(module), averaged)  # after fit the module holds the average
     assert int(module.gen_steps) == steps  # buffers follow the raw model (not averaged)
 
@@ -152,12 +151,33 @@ def test_fine_tuning_starts_the_average_from_the_loaded_weights(voices, tmp_path
     seen = {}
     fit = train.fit_from_config
     monkeypatch.setattr(train, "fit_from_config", lambda c, b: seen.setdefault("out", fit(c, b)))
-    run_training(compose_config(overrides(voices, tmp_path / "run", 1, *ema_overrides(0.9),
+    run_training(compose_config(overrides(voices, tmp_path / "run", 1, *ema_overrides(0.5),
                                           f"init_from={tmp_path / 'imported'}")))
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     raw = {k[len("codec."):]: v for k, v in ckpt["current_model_state"].items() if k[len("codec."):] in loaded}
     assert differs(raw, loaded), "one step changed the weights"
     (ema,) = [c for c in seen["out"][1].callbacks if isinstance(c, EMAWeights)]
     averaged = params(ema._average_model.module.codec)
-    for k in loaded:
-        torch.testing.assert_close(averaged[k], 0.9 * loaded[k] + 0.1 * raw[k], msg=lambda m, k=k: f"{k}: {m}")
+    assert_equal({k: averaged[k] for k in loaded}, {k: 0.5 * loaded[k] + (1 - 0.5) * raw[k] for k in loaded})
+
+
+def test_resumed_run_ends_with_the_average_of_an_uninterrupted_one(voices, tmp_path):
+    more = ["quantizer.quantizer_dropout=true", *ema_overrides(0.7, 3)]  # the resume crosses the start
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    run_training(compose_config(overrides(voices, whole, 6, *more)))
+    # stopped at step 3: resumes from the step-2 last.ckpt, written in the middle of the batch loop (a
+    # last.ckpt written at the end of training keeps the raw weights: test_fine_tuning_starts_the_average_...)
+    run_training(compose_config(overrides(voices, part, 3, *more)))
+    summary = run_training(compose_config(overrides(voices, part, 6, *more)))
+    assert summary["resumed_from"] == str(part / "checkpoints" / "last.ckpt") and summary["batches_this_run"] == 4
+
+    a, b = (torch.load(d / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True) for d in (part, whole))
+    assert a["global_step"] == b["global_step"] == 6
+    for key in ("state_dict", "current_model_state", "averaging_state"):  # average, raw weights, n_averaged
+        assert_equal(a[key], b[key])
+    assert int(a["averaging_state"]["n_averaged"]) == 4  # the copies of steps 1-3 count 1, then 3 averages
+    for oa, ob in zip(a["optimizer_states"], b["optimizer_states"], strict=True):
+        for pid, st in oa["state"].items():
+            for name, v in st.items():
+                torch.testing.assert_close(v, ob["state"][pid][name], rtol=0, atol=0)
+    assert_equal(params(sonotok.load(part / "model")), params(sonotok.load(whole / "model")))
