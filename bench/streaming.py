@@ -1,6 +1,7 @@
 """Streaming and offline speed of sonotok's exported codecs, side by side with EnCodec and Mimi.
 
-Batch 1, ``--threads`` CPU threads (default 2), random weights (speed does not depend on weight values).
+Batch 1, ``--threads`` CPU threads (default 2), random weights (speed does not depend on weight values),
+plus one batched row for the shipped default.
 
 * sonotok presets ``experiment=tiny`` (causal, 16 kHz, 20 ms frames) and ``experiment=encodec_like_24k``
   (causal, 24 kHz, 13.3 ms frames) built with ``compose_config`` + ``hydra.utils.instantiate(cfg.codec)``,
@@ -17,6 +18,12 @@ Batch 1, ``--threads`` CPU threads (default 2), random weights (speed does not d
   venv writes a random-weight checkpoint in the released file format (EnCodec ``.th``, Mimi
   ``.safetensors``), ``sonotok import`` reads it, and the model is timed exactly like the presets
   (TorchScript artifact, streaming and offline), so the imported rows and the reference rows come from one run.
+* Batched streaming (``--batched-*``): the shipped default (``sonotok.load("default")``), its TorchScript
+  artifact (as saved, and frozen + optimized), ``B`` independent streams (``--batched-batches``, default
+  1 16 64 256) stepped together, one 20 ms frame each per step (encode + decode, one state with a batch
+  dimension), on 2 threads and on 1 thread (``--batched-threads``): wall time per step and the concurrent
+  real-time streams the machine carries, ``B * frame duration / mean step time``, best ``B`` reported
+  (:func:`sonotok.export.runtime.time_batched_steps`, the function ``export.json``'s figure comes from).
 
 Usage::
 
@@ -24,6 +31,11 @@ Usage::
     .venv-peers/bin/pip install "torch==2.11.*" "torchaudio==2.11.0" numpy einops safetensors sentencepiece \\
         huggingface_hub && .venv-peers/bin/pip install --no-deps encodec moshi
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/streaming.py            # writes bench/results/streaming.{json,md}
+    # only the batched row (the other rows of streaming.json / streaming.md are kept as they are):
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/streaming.py --batched-only
+    # a short check of the batched row (written elsewhere):
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/streaming.py --batched-only --batched-steps 5 \
+        --out /tmp/streaming.json
 
 Figures vary by up to a third between runs on shared machines: compare only within one run.
 """
@@ -255,6 +267,101 @@ def bench_codec(codec, preset: str, seconds: float, repeats: int, threads: int =
     return out
 
 
+# ----------------------------------------------------------------- batched streaming (shipped default)
+BATCHED_VARIANTS = ("jit", "jit+freeze+optimize")
+
+
+def bench_batched(model: str, batches: List[int], threads_list: List[int], steps: int,
+                  warmup: int = 3) -> Dict[str, object]:
+    """``B`` streams of ``model``'s TorchScript artifact stepped together, for each ``B`` and thread count.
+
+    Per thread count and artifact variant: one row per ``B`` (step time, concurrent real-time streams) and
+    the best ``B``; ``best`` is the best over variants and ``B`` for each thread count.
+    """
+    import torch
+
+    import sonotok
+    from sonotok.export.runtime import cpu_model_name, optimize_for_cpu, time_batched_steps
+    from sonotok.export.torchscript import export_torchscript
+    from sonotok.models.cost import codec_cost
+
+    codec = sonotok.load(model, map_location="cpu").eval()
+    sr, hop, ch = codec.sample_rate, codec.hop_length, codec.channels
+    cost = codec_cost(codec, seconds=1.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        export_torchscript(codec, tmp, check=False)
+        enc = torch.jit.load(f"{tmp}/encoder_stream.pt")
+        dec = torch.jit.load(f"{tmp}/decoder_stream.pt")
+    variants = {"jit": (enc, dec), "jit+freeze+optimize": (optimize_for_cpu(enc), optimize_for_cpu(dec))}
+    out: Dict[str, object] = {
+        "model": model, "model_id": getattr(codec, "model_id", None), "sample_rate": sr, "hop_length": hop,
+        "frame_ms": 1000.0 * hop / sr, "params_M": cost["parameters"] / 1e6,
+        "total_mflops_per_s": cost["total_mflops_per_s"], "cpu": cpu_model_name(), "batches": list(batches),
+        "steps": steps, "warmup": warmup, "threads": {}, "best": {},
+    }
+    before = torch.get_num_threads()
+    try:
+        for n in threads_list:
+            torch.set_num_threads(n)
+            per_variant: Dict[str, object] = {}
+            for name, (e, d) in variants.items():
+                rows = []
+                for b in batches:
+                    print(f"  batched: {n} thread(s), {name}, B={b} ...", file=sys.stderr)
+                    rows.append(time_batched_steps(e, d, hop, sr, ch, b, steps=steps, warmup=warmup))
+                best = max(rows, key=lambda r: r["concurrent_realtime_streams"])
+                per_variant[name] = {"rows": rows, "best_batch": best["batch"],
+                                     "concurrent_realtime_streams": best["concurrent_realtime_streams"]}
+            out["threads"][str(n)] = per_variant
+            v = max(per_variant, key=lambda k: per_variant[k]["concurrent_realtime_streams"])
+            out["best"][str(n)] = {"variant": v, "batch": per_variant[v]["best_batch"],
+                                   "concurrent_realtime_streams": per_variant[v]["concurrent_realtime_streams"]}
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
+def batched_table(r: Dict[str, object]) -> str:
+    """The markdown rows of a :func:`bench_batched` result."""
+    if "error" in r:
+        return f"error: {r['error']}"
+    rows = ["| threads | artifact | B | step time (mean / median / p95) | per stream per frame | "
+            "concurrent real-time streams (mean, median) |", "|---|---|---|---|---|---|"]
+    for n, per_variant in r["threads"].items():
+        for v, res in per_variant.items():
+            for row in res["rows"]:
+                st = row["step_ms"]
+                best = " **(best B)**" if row["batch"] == res["best_batch"] else ""
+                rows.append(f"| {n} | {v} | {row['batch']} | {st['mean_ms']:.2f} / {st['median_ms']:.2f} / "
+                            f"{st['p95_ms']:.2f} ms | {st['mean_ms'] / row['batch']:.3f} ms | "
+                            f"{row['concurrent_realtime_streams']:.0f} / {row['concurrent_realtime_streams_median']:.0f}"
+                            f"{best} |")
+    best = "; ".join(f"{n} thread{'s' if n != '1' else ''}: **{b['concurrent_realtime_streams']:.0f}** streams "
+                     f"({b['variant']}, B={b['batch']})" for n, b in r["best"].items())
+    return "\n".join(rows + ["", f"Concurrent real-time streams one machine carries: {best}."])
+
+
+BATCHED_MARKER = "\n## Batched streaming"
+
+
+def batched_section(b: Dict[str, object]) -> str:
+    meta, r = b["meta"], b["result"]
+    head = (f"{BATCHED_MARKER}: concurrent real-time streams ({meta['date']}, {meta['cpu']}, "
+            f"load average at the end {meta['load_average_1_5_15_min_at_end'][0]:.2f})\n\n"
+            f"Command: `{meta['command']}`\n\n")
+    load, cores = meta["load_average_1_5_15_min_at_end"][0], meta.get("cpu_count") or 1
+    if load > 0.5 * cores:
+        head += (f"**The machine was loaded (load average {load:.1f} on {cores} cores): these figures are low; "
+                 "rerun on a quiet machine.**\n\n")
+    if "error" in r:
+        return head + batched_table(r) + "\n"
+    return (head + f"The shipped `{r['model']}` ({r['model_id']}, {r['params_M']:.2f} M parameters, "
+            f"{r['total_mflops_per_s']:.0f} MFLOP/s, {r['frame_ms']:.0f} ms frames), TorchScript artifact: B "
+            f"independent streams stepped together, each step one frame of every stream (encode + decode, one "
+            f"state with a batch dimension), {r['steps']} timed steps after {r['warmup']} warm-up steps. "
+            f"Concurrent real-time streams = B x {r['frame_ms']:.0f} ms / step time.\n\n" + batched_table(r) + "\n")
+
+
 # ----------------------------------------------------------------- peers (run inside .venv-peers)
 def peer_encodec(seconds: float, repeats: int) -> Dict[str, object]:
     import torch
@@ -414,7 +521,17 @@ def main(argv=None) -> int:
     p.add_argument("--peer", choices=["encodec", "mimi"] + [f"checkpoint_{f}" for f in IMPORTED],
                    help=argparse.SUPPRESS)
     p.add_argument("--checkpoint-out", help=argparse.SUPPRESS)
+    p.add_argument("--batched-model", default="default", help="model of the batched row (default: the shipped default)")
+    p.add_argument("--batched-batches", type=int, nargs="+", default=[1, 16, 64, 256],
+                   help="streams stepped together (default 1 16 64 256)")
+    p.add_argument("--batched-threads", type=int, nargs="+", default=[2, 1], help="torch threads (default 2 1)")
+    p.add_argument("--batched-steps", type=int, default=30, help="timed steps per batch size (default 30)")
+    p.add_argument("--no-batched", action="store_true", help="skip the batched row")
+    p.add_argument("--batched-only", action="store_true",
+                   help="run only the batched row and replace it in --out, keeping the other rows there")
     args = p.parse_args(argv)
+    command = (f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} .venv/bin/python bench/streaming.py "
+               + " ".join(sys.argv[1:] if argv is None else argv))
 
     import torch
 
@@ -425,6 +542,31 @@ def main(argv=None) -> int:
     if args.peer:
         fn = {"encodec": peer_encodec, "mimi": peer_mimi}[args.peer]
         print(json.dumps(fn(args.seconds, args.repeats)))
+        return 0
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    batched = None
+    if not args.no_batched or args.batched_only:
+        print(f"benchmarking batched streaming of {args.batched_model} ...", file=sys.stderr)
+        try:
+            res = bench_batched(args.batched_model, args.batched_batches, args.batched_threads, args.batched_steps)
+        except Exception as e:  # noqa: BLE001 - report and carry on
+            res = {"error": f"{type(e).__name__}: {e}"}
+        batched = {"meta": {"command": command, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                            "cpu": res.get("cpu", "?"), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+                            "load_average_1_5_15_min_at_end": os.getloadavg(),
+                            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")},
+                   "result": res, "table_md": batched_table(res)}
+        print(batched["table_md"])
+    if args.batched_only:  # keep every other row of the existing files
+        data = json.loads(out.read_text()) if out.exists() else {}
+        data["batched"] = batched
+        out.write_text(json.dumps(data, indent=2) + "\n")
+        md_path = out.with_suffix(".md")
+        old_md = md_path.read_text() if md_path.exists() else "# Streaming benchmark\n"
+        old_md = old_md.split(BATCHED_MARKER)[0].rstrip("\n") + "\n"
+        md_path.write_text(old_md + batched_section(batched))
         return 0
 
     results: Dict[str, Dict[str, object]] = {}
@@ -453,14 +595,15 @@ def main(argv=None) -> int:
             "load_average_1_5_15_min_at_end": os.getloadavg(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "note": "random weights; batch 1; x real time = audio duration / compute time; "
                     "stream = encode + decode of one frame per call through the TorchScript artifact"}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "results": results, "table_md": md}, indent=2) + "\n")
+    data: Dict[str, object] = {"meta": meta, "results": results, "table_md": md}
+    if batched is not None:
+        data["batched"] = batched
+    out.write_text(json.dumps(data, indent=2) + "\n")
     out.with_suffix(".md").write_text(
         f"# Streaming benchmark ({meta['date']}, {args.threads} threads, batch 1, {args.seconds:g} s audio)\n\n"
-        f"Command: `OMP_WAIT_POLICY={meta['omp_wait_policy']} .venv/bin/python bench/streaming.py "
-        f"{' '.join(sys.argv[1:] if argv is None else argv)}` "
-        f"(load average at the end {meta['load_average_1_5_15_min_at_end'][0]:.2f})\n\n{md}\n")
+        f"Command: `{command}` "
+        f"(load average at the end {meta['load_average_1_5_15_min_at_end'][0]:.2f})\n\n{md}\n"
+        + (batched_section(batched) if batched is not None else ""))
     print(md)
     return 0
 

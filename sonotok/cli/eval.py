@@ -42,6 +42,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--html", default=None, metavar="DIR",
                    help="write a listening page (players, spectrograms, metrics per file) to DIR")
     p.add_argument("--html-files", type=int, default=8, metavar="N", help="files on the listening page (default 8)")
+    p.add_argument("--no-measure", action="store_true",
+                   help="skip timing the streaming artifact (TorchScript, CPU, 1 thread: real-time factor and "
+                   "concurrent real-time streams at batch 64, a few seconds) in the cost section")
     p.set_defaults(func=run)
     return p
 
@@ -72,11 +75,25 @@ def run(args: argparse.Namespace) -> int:
         from sonotok.models.cost import codec_cost
 
         result["cost"] = codec_cost(codec)
+        if not args.no_measure:
+            from sonotok.export.runtime import measure_codec_speed
+
+            try:
+                result["cost"]["measured"] = measure_codec_speed(codec)
+            except SonotokError as e:  # no streaming artifact (not causal, offline only): nothing to time
+                result["cost"]["measured"] = {"skipped": str(e)}
         if not args.json:
             c = result["cost"]
             print(f"\ncost: {c['parameters'] / 1e6:.2f} M parameters, encoder {c['encoder_mflops_per_s']:.0f} + decoder "
                   f"{c['decoder_mflops_per_s']:.0f} = {c['total_mflops_per_s']:.0f} MFLOP/s, algorithmic latency "
                   f"{c['latency_ms']:.1f} ms")
+            m = c.get("measured")
+            if m and "skipped" in m:
+                print(f"streaming speed not measured: {m['skipped']}")
+            elif m:
+                from sonotok.cli.export import format_measured
+
+                print(format_measured(m))
         if args.classic:
             from sonotok.evaluation.classic import evaluate_classic, parse_classic
             from sonotok.evaluation.report import format_comparison

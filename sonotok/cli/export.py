@@ -28,6 +28,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--no-torch-export", action="store_true", help="skip the torch.export programs (*.pt2)")
     p.add_argument("--no-check", action="store_true", help="skip reloading the artifacts and comparing with eager")
+    p.add_argument("--no-measure", action="store_true",
+                   help="skip timing the streaming artifact on this machine (1 thread: real-time factor and "
+                   "concurrent real-time streams at batch 64, about two seconds; cost.measured in export.json)")
     p.set_defaults(func=run)
     return p
 
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     except SonotokError as e:
         print(f"error: {args.model}: {e}", file=sys.stderr)
         return 1
-    meta = export_torchscript(codec, args.out, check=not args.no_check)
+    meta = export_torchscript(codec, args.out, check=not args.no_check, measure=not args.no_measure)
     no_programs = getattr(codec, "torch_export", True) is False  # e.g. an imported EnCodec (reflected start)
     if no_programs and not args.no_torch_export:
         print(f"note: {getattr(codec, 'name', 'this model')} has no torch.export programs (its stream start is "
@@ -63,9 +66,21 @@ def run(args: argparse.Namespace) -> int:
     summary = {k: meta[k] for k in ("model_id", "sample_rate", "hop_length", "frame_rate", "num_codebooks",
                                     "codebook_size", "latency_ms")}
     print(json.dumps(summary))
+    measured = meta["cost"].get("measured")
+    if measured:
+        print(format_measured(measured))
     print(f"wrote {args.out}/ (encoder_stream.pt, decoder_stream.pt, codec.pt"
           + ("" if args.no_torch_export or no_programs else ", *.pt2") + ", export.json)")
     return 0
+
+
+def format_measured(m: dict) -> str:
+    """One line for a ``cost.measured`` entry (:func:`sonotok.export.runtime.measure_streaming_speed`)."""
+    on = m["measured_on"]
+    return (f"streaming artifact measured on this machine ({on['cpu']}, {m['threads']} thread): real-time factor "
+            f"{m['rtf']:.3f} ({m['x_realtime']:.1f}x real time, {m['frame_compute_ms']['mean_ms']:.2f} ms per "
+            f"{1000.0 * m['audio_s'] / m['frames']:.0f} ms frame); {m['concurrent_realtime_streams']:.0f} concurrent "
+            f"real-time streams at batch {m['batch']} (load average {on['load_average_1min']})")
 
 
 def _export_offline(codec, args: argparse.Namespace) -> int:

@@ -4,19 +4,28 @@
   ``decoder_stream.pt``, or ``torch.export`` programs behind the same calls) the streaming core of a
   :class:`~sonotok.models.codec.Codec`, so the same
   :class:`~sonotok.models.codec.StreamingSession` aligns the decoder's delay for both.
-* :class:`StreamRunner` holds one stream, eager (a codec) or TorchScript (an export directory):
-  ``step(chunk) -> (codes, audio)`` then ``flush()``; the audio is the decoded signal (``Codec.decode`` of
-  the codes), in order, sample for sample.
+* :class:`StreamRunner` holds one stream, or ``batch`` independent streams advancing together (one state
+  with a batch dimension), eager (a codec) or TorchScript (an export directory): ``step(chunk) -> (codes,
+  audio)`` then ``flush()``; the audio is the decoded signal (``Codec.decode`` of the codes), in order,
+  sample for sample, each stream the same as if it were streamed alone.
 * :func:`stream_audio` is the streaming loop of ``sonotok stream``: warm-up, chunking, optional real-time
   pacing, per-chunk timing, the flush at the end, and a report (:class:`StreamResult`).
 * :func:`file_chunks` / :func:`pcm_chunks` cut an audio file or raw PCM (stdin) into chunks;
   :func:`optimize_for_cpu` freezes and pre-packs a scripted artifact for CPU inference.
+* :func:`time_batched_steps` and :func:`measure_streaming_speed` time the artifact on this machine: the
+  single-stream real-time factor, and how many concurrent real-time streams one thread carries when ``B``
+  streams are stepped together (``export.json``, ``sonotok eval``, ``bench/streaming.py``);
+  :func:`measure_artifact_speed` / :func:`measure_modules_speed` / :func:`measure_codec_speed` run them on
+  an export directory / loaded modules / a codec.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import platform
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +71,12 @@ def optimize_for_cpu(module):
     return torch.jit.optimize_for_inference(frozen, other_methods=methods)
 
 
+def _check_batch(batch) -> int:
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch={batch!r}: the number of streams must be an integer >= 1")
+    return batch
+
+
 class ArtifactCore:
     """The streaming core of exported modules, as :class:`~sonotok.models.codec.StreamingSession` wants it.
 
@@ -95,17 +110,20 @@ class ArtifactCore:
 
 
 class StreamRunner:
-    """One stream through a codec, eager (``model``: a model directory, shipped name, checkpoint or a loaded
-    Codec) or TorchScript (``artifact``: an export directory).
+    """``batch`` streams (default one) through a codec, eager (``model``: a model directory, shipped name,
+    checkpoint or a loaded Codec) or TorchScript (``artifact``: an export directory).
 
-    ``step(chunk [1, C, t]) -> (codes [1, K, f], audio [1, C, n])`` and, at the end, ``flush()``: the codes
+    ``step(chunk [B, C, t]) -> (codes [B, K, f], audio [B, C, n])`` and, at the end, ``flush()``: the codes
     are those of ``Codec.encode`` and the audio is the decoded signal, in order (the decoder's pre-roll is
-    dropped and its tail flushed by one :class:`~sonotok.models.codec.StreamingSession`).
+    dropped and its tail flushed by one :class:`~sonotok.models.codec.StreamingSession`). The ``B`` streams
+    are independent (stream ``b`` gives the codes and audio it gives streamed alone) but advance together:
+    every call takes the same number of samples of each, and ``reset(batch)`` starts ``batch`` new ones.
     """
 
     def __init__(self, model: "str | torch.nn.Module | None" = None, artifact: str | None = None,
-                 device: str = "cpu", optimize: bool = True):
+                 device: str = "cpu", optimize: bool = True, batch: int = 1):
         self.device = torch.device(device)
+        self.batch = _check_batch(batch)
         if artifact is not None:
             art = Path(artifact)
             meta_path = art / "export.json"
@@ -147,13 +165,22 @@ class StreamRunner:
             self.core = codec
         self.reset()
 
-    def reset(self) -> None:
-        """Fresh streaming state (the start of a new stream)."""
-        self.session = StreamingSession(self.core, 1)
+    def reset(self, batch: Optional[int] = None) -> None:
+        """Fresh streaming state: the start of ``batch`` new streams (default: as many as before)."""
+        if batch is not None:
+            self.batch = _check_batch(batch)
+        self.session = StreamingSession(self.core, self.batch)
 
     def step(self, chunk: Tensor) -> Tuple[Tensor, Tensor]:
-        """``chunk [1, C, t]`` -> ``(codes [1, K, f], audio [1, C, n])``: the frames completed by the chunk and
-        the next samples of the decoded signal."""
+        """``chunk [B, C, t]`` -> ``(codes [B, K, f], audio [B, C, n])``: the frames completed by the chunk and
+        the next samples of the decoded signal, per stream.
+
+        Raises:
+            ValueError: ``chunk`` is not ``[batch, channels, t]``.
+        """
+        if chunk.dim() != 3 or chunk.shape[0] != self.batch or chunk.shape[1] != self.channels:
+            raise ValueError(f"chunk of shape {list(chunk.shape)}: expected [batch={self.batch}, "
+                             f"channels={self.channels}, samples] (reset(batch) changes the number of streams)")
         with torch.inference_mode():
             codes = self.session.encode(chunk.to(self.device))
             audio = self.session.decode(codes)
@@ -229,8 +256,11 @@ def stream_audio(runner: StreamRunner, chunks: Iterable[Tensor], chunk_samples: 
         (= ``Codec.decode(codes)[..., :T]``), the per-chunk times.
 
     Raises:
-        ValueError: no audio in ``chunks``.
+        ValueError: no audio in ``chunks``, or ``runner`` holds more than one stream.
     """
+    if runner.batch != 1:
+        raise ValueError(f"stream_audio streams one signal; the runner holds {runner.batch} streams "
+                         "(call runner.reset(1), or step the batch with runner.step)")
     for _ in range(warmup):
         runner.step(torch.zeros(1, runner.channels, runner.hop))
     runner.reset()
@@ -325,3 +355,230 @@ def pcm_chunks(stream, chunk: int, fmt: str = "s16le", in_channels: int = 1, cha
 def to_pcm16(audio: Tensor) -> bytes:
     """``[1, C, n]`` float audio -> interleaved s16le bytes (clipped to [-1, 1])."""
     return (audio[0].clamp(-1, 1) * 32767).round().short().T.contiguous().cpu().numpy().tobytes()
+
+
+# ----------------------------------------------------------------------------------- speed on this machine
+def cpu_model_name() -> str:
+    """This machine's CPU model (``model name`` in ``/proc/cpuinfo``; else ``platform.processor()``)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip().lower() in ("model name", "cpu model", "hardware") and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_label(threads: int) -> Dict[str, Any]:
+    """Where a speed figure was measured: CPU model, core count, torch threads, torch version, load, date."""
+    try:
+        load: Optional[float] = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = None
+    return {"cpu": cpu_model_name(), "cpu_count": os.cpu_count(), "threads": int(threads),
+            "torch": torch.__version__, "load_average_1min": load, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+class _torch_threads:
+    """Run a block with ``torch.set_num_threads(n)``, restoring the previous count afterwards."""
+
+    def __init__(self, n: int):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"threads={n!r}: expected an integer >= 1")
+        self.n = n
+
+    def __enter__(self):
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.before)
+
+
+def _noise_frames(count: int, batch: int, channels: int, hop: int, seed: int) -> List[Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, channels, hop, generator=g) * 0.1 for _ in range(count)]
+
+
+def _step_stats(times_s: List[float], batch: int, frame_ms: float) -> Dict[str, Any]:
+    ms = sorted(1000.0 * t for t in times_s)
+    mean, median = statistics.fmean(ms), statistics.median(ms)
+    return {
+        "batch": batch,
+        "steps": len(ms),
+        "frame_ms": frame_ms,
+        "step_ms": {"mean_ms": mean, "median_ms": median,
+                    "p95_ms": ms[min(len(ms) - 1, max(0, math.ceil(0.95 * len(ms)) - 1))], "max_ms": ms[-1]},
+        # throughput: streams whose frames one step serves, per frame duration of wall time
+        "concurrent_realtime_streams": batch * frame_ms / mean,
+        "concurrent_realtime_streams_median": batch * frame_ms / median,
+    }
+
+
+@torch.inference_mode()
+def time_batched_steps(encoder, decoder, hop_length: int, sample_rate: int, channels: int, batch: int,
+                       steps: int = 20, warmup: int = 3, seed: int = 0,
+                       budget_s: Optional[float] = None) -> Dict[str, Any]:
+    """Wall time of stepping ``batch`` independent streams together, one frame each per step.
+
+    Each step encodes one frame (``hop_length`` samples of noise) of every stream and decodes the codes,
+    through one state with a batch dimension, as a server carrying ``batch`` calls does once per frame.
+    ``concurrent_realtime_streams = batch * frame_ms / mean step time``: how many streams this runs in
+    real time on the current torch threads (``_median``: from the median step, less sensitive to load).
+
+    Args:
+        encoder, decoder: streaming modules (``forward(x, state) -> (y, state)``, ``init_state(batch)``), e.g.
+            a loaded ``encoder_stream.pt`` / ``decoder_stream.pt``.
+        hop_length, sample_rate, channels: from ``export.json``.
+        batch: streams stepped together.
+        steps: timed steps (after ``warmup`` untimed ones on the same state).
+        budget_s: stop early once the timed steps took this long (at least 2 steps are timed).
+
+    Returns:
+        ``{"batch", "steps", "frame_ms", "step_ms": {mean_ms, median_ms, p95_ms, max_ms},
+        "concurrent_realtime_streams", "concurrent_realtime_streams_median"}``.
+    """
+    _check_batch(batch)
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"steps={steps}, warmup={warmup}: expected steps >= 1 and warmup >= 0")
+    frames = _noise_frames(min(steps + warmup, 8), batch, channels, int(hop_length), seed)
+    es, ds = encoder.init_state(batch), decoder.init_state(batch)
+    times: List[float] = []
+    for i in range(warmup + steps):
+        x = frames[i % len(frames)]
+        t0 = time.perf_counter()
+        codes, es = encoder(x, es)
+        _, ds = decoder(codes, ds)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+            if budget_s is not None and len(times) >= 2 and sum(times) > budget_s:
+                break
+    return _step_stats(times, batch, 1000.0 * hop_length / sample_rate)
+
+
+@torch.inference_mode()
+def _single_stream(encoder, decoder, hop: int, sample_rate: int, channels: int, seconds: float, warmup: int,
+                   seed: int, budget_s: Optional[float]) -> Dict[str, Any]:
+    n = max(1, int(round(seconds * sample_rate / hop)))
+    frames = _noise_frames(n, 1, channels, hop, seed)
+    es, ds = encoder.init_state(1), decoder.init_state(1)
+    for x in frames[:warmup]:  # the first calls of a scripted module are slow; a throwaway state
+        c, es = encoder(x, es)
+        _, ds = decoder(c, ds)
+    es, ds = encoder.init_state(1), decoder.init_state(1)
+    times: List[float] = []
+    for x in frames:
+        t0 = time.perf_counter()
+        c, es = encoder(x, es)
+        _, ds = decoder(c, ds)
+        times.append(time.perf_counter() - t0)
+        if budget_s is not None and len(times) >= 10 and sum(times) > budget_s:
+            break  # a slow model: fewer frames, the same figure
+    n = len(times)
+    audio_s = n * hop / sample_rate
+    compute_s = sum(times)
+    return {"audio_s": audio_s, "compute_s": compute_s, "frames": n, "frame_compute_ms": summarize_times(times),
+            "rtf": compute_s / audio_s, "x_realtime": audio_s / compute_s if compute_s > 0 else float("inf")}
+
+
+def measure_streaming_speed(encoder, decoder, hop_length: int, sample_rate: int, channels: int,
+                            seconds: float = 2.0, batch: int = 64, batch_steps: int = 8, threads: int = 1,
+                            warmup: int = 5, seed: int = 0, budget_s: Optional[float] = 2.0) -> Dict[str, Any]:
+    """The streaming artifact's speed on this machine, on ``threads`` torch threads (default 1).
+
+    * single stream: ``seconds`` of noise, one frame per call (encode + decode), after ``warmup`` frames on a
+      throwaway state: ``rtf`` = compute time / audio duration (< 1: faster than real time), ``x_realtime`` its
+      inverse, per-frame compute (mean / p95 / max);
+    * ``batch`` streams stepped together (:func:`time_batched_steps`, ``batch_steps`` steps):
+      ``concurrent_realtime_streams`` that one machine's ``threads`` carry at that batch.
+
+    A large model stops early: each part ends once its timed calls took ``budget_s`` (default 2 s; ``None``:
+    no limit), after at least 10 frames / 2 steps, so an export stays cheap; ``frames`` / ``batch_steps``
+    say how many were timed.
+
+    The figures depend on the machine and its load: ``measured_on`` names the CPU, the threads and the load.
+
+    Returns:
+        ``{"measured_on", "threads", "rtf", "x_realtime", "audio_s", "compute_s", "frames",
+        "frame_compute_ms", "batch", "batch_step_ms", "concurrent_realtime_streams", "note"}``.
+    """
+    if seconds <= 0:
+        raise ValueError(f"seconds={seconds}: expected > 0")
+    hop, sr, ch = int(hop_length), int(sample_rate), int(channels)
+    with _torch_threads(threads):
+        single = _single_stream(encoder, decoder, hop, sr, ch, seconds, warmup, seed, budget_s)
+        batched = time_batched_steps(encoder, decoder, hop, sr, ch, batch, steps=batch_steps,
+                                     warmup=min(warmup, 2), seed=seed + 1, budget_s=budget_s)
+    return {
+        "measured_on": machine_label(threads),
+        "threads": int(threads),
+        **single,
+        "batch": batched["batch"],
+        "batch_steps": batched["steps"],
+        "batch_step_ms": batched["step_ms"],
+        "concurrent_realtime_streams": batched["concurrent_realtime_streams"],
+        "concurrent_realtime_streams_median": batched["concurrent_realtime_streams_median"],
+        "note": f"measured on this machine ({cpu_model_name()}, {threads} torch thread(s), its load at the time): "
+                "streaming artifact, encode + decode of one frame per call on noise; rtf = compute / audio "
+                f"duration; concurrent_realtime_streams = {batched['batch']} streams stepped together x frame "
+                "duration / mean step time",
+    }
+
+
+def measure_artifact_speed(artifact, optimize: bool = True, **kwargs) -> Dict[str, Any]:
+    """:func:`measure_streaming_speed` of an export directory's ``encoder_stream.pt`` / ``decoder_stream.pt``,
+    frozen and optimized as ``sonotok stream --artifact`` runs them (``optimize=False``: as saved).
+
+    Raises:
+        FileNotFoundError: ``export.json`` or a streaming artifact is missing (names it).
+    """
+    art = Path(artifact)
+    paths = [art / "export.json", art / "encoder_stream.pt", art / "decoder_stream.pt"]
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing (run `sonotok export --model M --out {art}`)")
+    meta = json.loads(paths[0].read_text())
+    enc = torch.jit.load(str(paths[1]), map_location="cpu")
+    dec = torch.jit.load(str(paths[2]), map_location="cpu")
+    return measure_modules_speed(enc, dec, meta["hop_length"], meta["sample_rate"], meta["channels"], optimize,
+                                 **kwargs)
+
+
+def measure_codec_speed(codec, optimize: bool = True, **kwargs) -> Dict[str, Any]:
+    """:func:`measure_streaming_speed` of ``codec``'s streaming artifact, scripted in memory (on CPU), frozen
+    and optimized as ``sonotok stream --artifact`` runs it; ``codec`` is left untouched.
+
+    Raises:
+        SonotokError: ``codec`` has no streaming artifact (not causal, offline only, or no streaming
+            encoder / quantizer / decoder).
+    """
+    from sonotok.export.wrappers import build_export_modules, check_exportable
+
+    name = getattr(codec, "name", type(codec).__name__)
+    check_exportable(codec)
+    if getattr(codec, "streamable", True) is False:
+        raise SonotokError(f"{name} is offline only (streamable = False): there is no streaming artifact to time")
+    if not all(hasattr(getattr(codec, part, None), attr) for part, attr in
+               (("encoder", "step"), ("quantizer", "to_frozen"), ("decoder", "step"))):
+        raise SonotokError(f"{name} ({type(codec).__name__}) has no streaming encoder / quantizer / decoder "
+                           "(encoder.step, quantizer.to_frozen, decoder.step): there is no streaming artifact to time")
+    was_training = codec.training
+    codec.eval()
+    try:
+        enc, dec, _ = build_export_modules(codec)
+    finally:
+        codec.train(was_training)
+    enc, dec = torch.jit.script(enc.cpu()), torch.jit.script(dec.cpu())
+    return measure_modules_speed(enc, dec, codec.hop_length, codec.sample_rate, codec.channels, optimize, **kwargs)
+
+
+def measure_modules_speed(enc, dec, hop_length: int, sample_rate: int, channels: int, optimize: bool = True,
+                          **kwargs) -> Dict[str, Any]:
+    """:func:`measure_streaming_speed` of scripted (or loaded) streaming modules, first frozen and optimized
+    (:func:`optimize_for_cpu`) unless ``optimize=False``; ``backend`` says which."""
+    if optimize:
+        enc, dec = optimize_for_cpu(enc), optimize_for_cpu(dec)
+    out = measure_streaming_speed(enc, dec, int(hop_length), int(sample_rate), int(channels), **kwargs)
+    out["backend"] = "torchscript (frozen, optimized)" if optimize else "torchscript"
+    return out

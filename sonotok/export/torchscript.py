@@ -7,7 +7,14 @@
                         flush(state) -> wav [B, C, decoder_delay]
     codec.pt            encode(wav [B, C, T]) -> codes [B, K, ceil(T / hop)]; decode(codes) -> wav
     export.json         sample_rate, hop_length, frame_rate, num_codebooks, codebook_size, decoder_delay,
-                        latency_ms, state shapes, model_id, files, check results
+                        latency_ms, state shapes, model_id, files, check results, cost (parameters,
+                        MFLOP/s, latency; with ``measure=True`` also ``cost.measured``: the streaming
+                        artifact's single-thread real-time factor and concurrent real-time streams at
+                        batch 64, measured on this machine, its CPU named)
+
+The streaming modules take a batch of ``B`` independent streams: ``init_state(B)`` gives states with a
+batch dimension and stream ``b`` of a batched call gives the codes and audio it gives streamed alone (the
+check streams two at once).
 
 The streaming decoder's output lags the decoded signal (``codec.pt``'s ``decode``, = ``Codec.decode``) by
 ``decoder_delay`` samples: drop the first ``decoder_delay`` samples of a stream and append ``flush(state)``
@@ -28,7 +35,7 @@ import torch
 from torch import nn
 
 from sonotok.data.atomic import atomic_path, atomic_write_text
-from sonotok.export.runtime import ArtifactCore
+from sonotok.export.runtime import ArtifactCore, measure_modules_speed
 from sonotok.export.wrappers import prepare_export, state_shapes
 from sonotok.models.codec import StreamingSession
 from sonotok.models.cost import codec_cost
@@ -66,11 +73,13 @@ def codec_metadata(codec: nn.Module, enc_state=None, dec_state=None, model_id: O
 
 
 @torch.no_grad()
-def check_against_eager(codec: nn.Module, enc, dec, offline, seconds: float = 0.5, seed: int = 0) -> Dict[str, float]:
+def check_against_eager(codec: nn.Module, enc, dec, offline, seconds: float = 0.5, seed: int = 0,
+                        batch: int = 1) -> Dict[str, float]:
     """Compare exported (scripted or loaded) modules with the eager codec on random audio.
 
     Streams one frame per call through a :class:`~sonotok.models.codec.StreamingSession` over the exported
-    modules (pre-roll dropped, tail flushed, as every caller does). Returns ``codes_equal`` (1.0/0.0),
+    modules (pre-roll dropped, tail flushed, as every caller does), ``batch`` different signals at once
+    (one state with a batch dimension). Returns ``batch``, ``codes_equal`` (1.0/0.0),
     ``offline_max_abs_diff`` (exported offline decode vs ``Codec.decode``) and ``stream_max_abs_diff``
     (the whole streamed signal, its last ``decoder_delay`` samples included, vs ``Codec.decode``; ``inf``
     when the lengths differ).
@@ -78,7 +87,7 @@ def check_against_eager(codec: nn.Module, enc, dec, offline, seconds: float = 0.
     g = torch.Generator().manual_seed(seed)
     hop = codec.hop_length
     frames = max(2, int(seconds * codec.sample_rate) // hop)
-    wav = torch.randn(1, codec.channels, frames * hop, generator=g) * 0.1
+    wav = torch.randn(batch, codec.channels, frames * hop, generator=g) * 0.1
     device = next(codec.parameters()).device
     wav = wav.to(device)
     ref_codes = codec.encode(wav)
@@ -87,7 +96,7 @@ def check_against_eager(codec: nn.Module, enc, dec, offline, seconds: float = 0.
     off_audio = offline.decode(off_codes)
     core = ArtifactCore(enc, dec, hop, codec.channels, codec.num_codebooks, int(codec.decoder_delay))
     codes, audio = [], []
-    with StreamingSession(core, 1) as session:
+    with StreamingSession(core, batch) as session:
         for i in range(0, wav.shape[-1], hop):
             c = session.encode(wav[..., i : i + hop])
             codes.append(c)
@@ -98,6 +107,7 @@ def check_against_eager(codec: nn.Module, enc, dec, offline, seconds: float = 0.
     s_codes, s_audio = torch.cat(codes, -1), torch.cat(audio, -1)
     same = s_audio.shape == ref_audio.shape
     return {
+        "batch": float(batch),
         "codes_equal": float(torch.equal(off_codes, ref_codes) and torch.equal(s_codes, ref_codes)),
         "offline_max_abs_diff": float((off_audio - ref_audio).abs().max()),
         "stream_max_abs_diff": float((s_audio - ref_audio).abs().max()) if same else float("inf"),
@@ -109,7 +119,7 @@ def _write_json(path: Path, data: Dict[str, object]) -> None:
 
 
 def export_torchscript(
-    codec: nn.Module, out_dir, model_id: Optional[str] = None, check: bool = True
+    codec: nn.Module, out_dir, model_id: Optional[str] = None, check: bool = True, measure: bool = False
 ) -> Dict[str, object]:
     """Script and save the streaming encoder/decoder and the offline codec; write ``export.json``.
 
@@ -117,7 +127,12 @@ def export_torchscript(
         codec: a causal :class:`~sonotok.models.Codec` (left untouched: a folded, frozen copy is exported).
         out_dir: output directory (created).
         model_id: recorded in ``export.json`` (default ``codec.model_id`` or its name).
-        check: reload the saved files and compare them with the eager codec (results in ``export.json``).
+        check: reload the saved files and compare them with the eager codec, two streams at once (results
+            in ``export.json``).
+        measure: time the saved streaming artifact on this machine (frozen and optimized, as
+            ``sonotok stream --artifact`` runs it; about two seconds): ``cost.measured`` in ``export.json``
+            (:func:`sonotok.export.runtime.measure_streaming_speed`: 1 thread, single-stream real-time factor,
+            concurrent real-time streams at batch 64, the CPU's model name).
 
     Returns:
         the ``export.json`` content.
@@ -133,11 +148,15 @@ def export_torchscript(
             scripted.save(tmp)
     meta = codec_metadata(codec, enc.init_state(1), dec.init_state(1), model_id)
     meta["torchscript"] = files
+    loaded = [torch.jit.load(str(out / files[k]), map_location="cpu") for k in files] if check or measure else []
     if check:
-        loaded = [torch.jit.load(str(out / files[k]), map_location="cpu") for k in files]
         cpu_codec = codec if next(codec.parameters()).device.type == "cpu" else None
         if cpu_codec is not None:
-            meta["torchscript_check"] = check_against_eager(cpu_codec, *loaded)
+            meta["torchscript_check"] = check_against_eager(cpu_codec, *loaded, batch=2)
+    if measure:
+        # the saved files, on CPU, as `sonotok stream --artifact` runs them
+        meta["cost"]["measured"] = measure_modules_speed(loaded[0], loaded[1], codec.hop_length, codec.sample_rate,
+                                                         codec.channels)
     path = out / "export.json"
     if path.exists():  # keep torch.export entries written earlier
         old = json.loads(path.read_text())
