@@ -80,7 +80,8 @@ def format_measured(m: dict) -> str:
     return (f"streaming artifact measured on this machine ({on['cpu']}, {m['threads']} thread): real-time factor "
             f"{m['rtf']:.3f} ({m['x_realtime']:.1f}x real time, {m['frame_compute_ms']['mean_ms']:.2f} ms per "
             f"{1000.0 * m['audio_s'] / m['frames']:.0f} ms frame); {m['concurrent_realtime_streams']:.0f} concurrent "
-            f"real-time streams at batch {m['batch']} (load average {on['load_average_1min']})")
+            f"real-time streams at batch {m['batch']}"
+            + (f" (load average {on['load_average_1min']:.2f})" if on.get("load_average_1min") is not None else ""))
 
 
 def _export_offline(codec, args: argparse.Namespace) -> int:
