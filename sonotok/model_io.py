@@ -284,13 +284,23 @@ def _apply_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -
     model.load_state_dict(state)
 
 
-def rebuild_with_weights(cfg: Any, model: nn.Module, source: str = "config") -> nn.Module:
+def rebuild_with_weights(cfg: Any, model: nn.Module, source: str = "config", allow_new: bool = False) -> nn.Module:
     """Build ``cfg`` (allow-listed targets) and give it ``model``'s weights; they must match exactly.
 
     Used to change arguments that leave the weights alone (e.g. a quantizer's dropout) of a loaded model.
+    ``allow_new``: the rebuilt model may have tensors ``model`` lacks (a grown network); they keep their
+    fresh initialisation and their names are in ``rebuilt.new_tensors``. Every tensor of ``model`` must
+    still exist with its shape.
     """
     rebuilt = build_from_config(cfg, source=source)
-    _apply_state(rebuilt, model.state_dict(), Path(source))
+    state = model.state_dict()
+    new = sorted(set(rebuilt.state_dict()) - set(state)) if allow_new else []
+    if new:
+        fresh = rebuilt.state_dict()
+        _apply_state(rebuilt, {**state, **{k: fresh[k] for k in new}}, Path(source))
+    else:
+        _apply_state(rebuilt, state, Path(source))
+    rebuilt.new_tensors = new
     for attr in ("model_id", "meta", "model_dir"):
         if hasattr(model, attr):
             setattr(rebuilt, attr, getattr(model, attr))

@@ -50,3 +50,48 @@ def test_without_override_the_directory_config_is_used(fsq_dir):
 def test_an_override_that_changes_shapes_is_a_load_error(fsq_dir):
     with pytest.raises(ModelLoadError, match="init_override"):
         build_codec(_cfg(fsq_dir, {"quantizer": {"num_codebooks": 2}}))
+
+
+@pytest.fixture
+def vocos_dir(tmp_path):
+    cfg = compose_config(["experiment=fast_16k", "encoder.width=32", "decoder.width=32", "encoder.num_blocks=1",
+                          "encoder.num_post_blocks=1", "decoder.num_pre_blocks=1", "decoder.num_blocks=1",
+                          "latent_dim=8", "quantizer.num_codebooks=2"])
+    from hydra.utils import instantiate
+
+    torch.manual_seed(0)
+    codec = instantiate(cfg.codec)
+    with torch.no_grad():  # trained-looking layer scales, so an identity start is not trivially true
+        for n, p in codec.named_parameters():
+            if n.endswith("gamma"):
+                p.fill_(0.5)
+    save_model(codec, tmp_path / "v", OmegaConf.to_container(cfg.codec, resolve=True))
+    return tmp_path / "v"
+
+
+def test_grow_adds_identity_blocks_and_keeps_the_output(vocos_dir):
+    ref = load_model(vocos_dir)
+    cfg = _cfg(vocos_dir, {"decoder": {"num_blocks": 3, "num_pre_blocks": 2}})
+    cfg.init_grow = True
+    codec, model_config = build_codec(cfg)
+    assert model_config["decoder"]["num_blocks"] == 3
+    n_ref = sum(p.numel() for p in ref.parameters())
+    assert sum(p.numel() for p in codec.parameters()) > n_ref
+    codec.eval()
+    wav = torch.randn(2, 1, 4000)
+    with torch.no_grad():
+        codes = codec.encode(wav)
+        assert torch.equal(codes, ref.encode(wav))
+        torch.testing.assert_close(codec.decode(codes), ref.decode(codes), rtol=0, atol=1e-6)
+    # the new blocks learn: their (zero) layer scale gets a gradient
+    codec.train()
+    z = codec.quantizer(codec.encoder(wav)).z_q
+    codec.decoder(z).pow(2).mean().backward()
+    grads = [p.grad for n, p in codec.named_parameters() if n.endswith("gamma") and p.grad is not None
+             and float(p.detach().abs().max()) == 0.0]
+    assert grads and all(float(g.abs().max()) > 0 for g in grads)
+
+
+def test_grow_is_refused_without_init_grow(vocos_dir):
+    with pytest.raises(ModelLoadError, match="missing"):
+        build_codec(_cfg(vocos_dir, {"decoder": {"num_blocks": 3}}))

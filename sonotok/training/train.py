@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import hydra
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -66,6 +67,37 @@ def resolve_resume(cfg: DictConfig) -> Optional[str]:
     return str(resume)
 
 
+def zero_new_residuals(codec: Any) -> list[str]:
+    """Give the ConvNeXt blocks a grown model gained (``init_grow``) a zero layer scale: each new block
+    starts as the identity, so the grown codec starts exactly where ``init_from`` ended. Returns their names.
+
+    Raises:
+        ModelLoadError: a new tensor outside a wholly new ConvNeXt block (that growth would change the output).
+    """
+    from sonotok.errors import ModelLoadError
+    from sonotok.modules.convnext import ConvNeXtBlock, ConvNeXtMLP
+
+    new = set(getattr(codec, "new_tensors", []) or [])
+    if not new:
+        return []
+    zeroed, covered = [], set()
+    for name, block in codec.named_modules():
+        if not isinstance(block, ConvNeXtBlock):
+            continue
+        keys = {f"{name}.{k}" for k in block.state_dict()}
+        if not keys <= new:
+            continue
+        for sub in block.modules():
+            if isinstance(sub, ConvNeXtMLP) and sub.gamma is not None:
+                with torch.no_grad():
+                    sub.gamma.zero_()
+                zeroed.append(name)
+        covered |= keys
+    if new - covered or not zeroed:
+        raise ModelLoadError(f"init_grow: new tensors outside new residual ConvNeXt blocks: {sorted(new - covered)[:4]}")
+    return zeroed
+
+
 def build_codec(cfg: DictConfig) -> Tuple[Any, Dict[str, Any]]:
     """The codec to train and the config node that rebuilds it.
 
@@ -73,7 +105,8 @@ def build_codec(cfg: DictConfig) -> Tuple[Any, Dict[str, Any]]:
     the codec is built from ``DIR/config.yaml`` (allow-listed targets only) with ``DIR``'s weights, in place
     of the preset's ``codec`` node; checkpoints and the final model directory then carry ``DIR``'s config.
     ``init_override={quantizer: {group_dropout: 0.5, min_groups: 4}}`` merges into ``DIR``'s config first
-    (arguments that leave the weights' shapes alone: dropout, bypass probabilities).
+    (arguments that leave the weights' shapes alone: dropout, bypass probabilities). With ``init_grow=true``
+    the override may also add ConvNeXt blocks (e.g. ``decoder.num_blocks``): they start as the identity.
     Otherwise the ``codec`` node of the composed config.
     """
     from hydra.utils import instantiate
@@ -93,7 +126,9 @@ def build_codec(cfg: DictConfig) -> Tuple[Any, Dict[str, Any]]:
         # training-time arguments of DIR's modules (e.g. quantizer.group_dropout for variable bitrate): merged
         # into DIR's config; the weights must still fit it exactly (a shape change is a ModelLoadError)
         model_config = OmegaConf.to_container(OmegaConf.merge(model_config, override), resolve=True)
-        codec = rebuild_with_weights(model_config, load_model(path), source=f"init_from={init_from} + init_override")
+        codec = rebuild_with_weights(model_config, load_model(path), source=f"init_from={init_from} + init_override",
+                                     allow_new=bool(cfg.get("init_grow")))
+        zero_new_residuals(codec)
     else:
         codec = load_model(path)
     codec.train()
