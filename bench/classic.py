@@ -31,7 +31,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="data/corpus/test.jsonl", help="held-out manifest")
     ap.add_argument("--per-speaker", type=int, default=3, help="files per held-out speaker")
-    ap.add_argument("--model", action="append", default=None, help="sonotok model(s) (default: default)")
+    ap.add_argument("--model", action="append", default=None,
+                    help="sonotok model(s) (default: default); MODEL@K decodes from the first K codebooks")
     ap.add_argument("--classic", action="append", default=None, help=f"baselines (default: {' '.join(CLASSIC)})")
     ap.add_argument("--max-seconds", type=float, default=None)
     ap.add_argument("--threads", type=int, default=1)
@@ -57,8 +58,9 @@ def main(argv=None) -> int:
     results, per_file = {}, {}
     for name in args.model or ["default"]:
         t0 = time.perf_counter()
-        codec = load_model(name)
-        res = evaluate(codec, files, max_seconds=args.max_seconds, verbose=False)
+        path, _, k = name.partition("@")  # MODEL@K: decode from the first K codebooks (variable bitrate)
+        codec = load_model(path)
+        res = evaluate(codec, files, max_seconds=args.max_seconds, num_codebooks=int(k) if k else None, verbose=False)
         s = res["summary"]
         results[f"sonotok {name}"] = {**{k: s[k] for k in METRICS}, "bitrate_kbps": s["bitrate_kbps"],
                                       "x_realtime": 1.0 / max(s["rtf_encode"] + s["rtf_decode"], 1e-9),
