@@ -161,17 +161,36 @@ def test_fine_tuning_starts_the_average_from_the_loaded_weights(voices, tmp_path
     assert_equal({k: averaged[k] for k in loaded}, {k: 0.5 * loaded[k] + (1 - 0.5) * raw[k] for k in loaded})
 
 
-def test_resumed_run_ends_with_the_average_of_an_uninterrupted_one(voices, tmp_path):
-    more = ["quantizer.quantizer_dropout=true", *ema_overrides(0.7, 3)]  # the resume crosses the start
-    whole, part = tmp_path / "whole", tmp_path / "part"
-    run_training(compose_config(overrides(voices, whole, 6, *more)))
-    # stopped at step 3: resumes from the step-2 last.ckpt, written in the middle of the batch loop (a
-    # last.ckpt written at the end of training keeps the raw weights: test_fine_tuning_starts_the_average_...)
-    run_training(compose_config(overrides(voices, part, 3, *more)))
-    summary = run_training(compose_config(overrides(voices, part, 6, *more)))
-    assert summary["resumed_from"] == str(part / "checkpoints" / "last.ckpt") and summary["batches_this_run"] == 4
+EMA_RESUME = ["quantizer.quantizer_dropout=true", *ema_overrides(0.7, 3)]  # the resumes cross the start step
 
-    a, b = (torch.load(d / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True) for d in (part, whole))
+
+@pytest.fixture(scope="module")
+def whole_ema(voices, tmp_path_factory):
+    """The uninterrupted 6-step EMA run (4 files, batch 2: 2 batches per epoch; checkpoints every 2 steps)."""
+    out = tmp_path_factory.mktemp("whole_ema")
+    run_training(compose_config(overrides(voices, out, 6, *EMA_RESUME)))
+    return out
+
+
+@pytest.mark.parametrize("stop", [1, 3], ids=["end-of-run-before-any-periodic-checkpoint", "between-checkpoints"])
+def test_resumed_run_ends_with_the_average_of_an_uninterrupted_one(voices, whole_ema, tmp_path, stop):
+    part = tmp_path / "part"
+    # stopped by max_steps after step `stop`, between two periodic checkpoints: its final step is saved at the
+    # end of its last batch (raw weights as current_model_state, the average as state_dict), the epoch still
+    # open, and a run continued from it with a larger max_steps is the uninterrupted one
+    run_training(compose_config(overrides(voices, part, stop, *EMA_RESUME)))
+    last = part / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    assert saved["global_step"] == stop and "current_model_state" in saved
+    if stop == 1:  # re-running the finished command: nothing trains, last.ckpt stays, the export is the average
+        before, model = last.read_bytes(), params(sonotok.load(part / "model"))
+        again = run_training(compose_config(overrides(voices, part, stop, *EMA_RESUME)))
+        assert again["batches_this_run"] == 0 and last.read_bytes() == before
+        assert_equal(params(sonotok.load(part / "model")), model)
+    summary = run_training(compose_config(overrides(voices, part, 6, *EMA_RESUME)))
+    assert summary["resumed_from"] == str(last) and summary["batches_this_run"] == 6 - stop
+
+    a, b = (torch.load(d / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True) for d in (part, whole_ema))
     assert a["global_step"] == b["global_step"] == 6
     for key in ("state_dict", "current_model_state", "averaging_state"):  # average, raw weights, n_averaged
         assert_equal(a[key], b[key])
@@ -180,4 +199,5 @@ def test_resumed_run_ends_with_the_average_of_an_uninterrupted_one(voices, tmp_p
         for pid, st in oa["state"].items():
             for name, v in st.items():
                 torch.testing.assert_close(v, ob["state"][pid][name], rtol=0, atol=0)
-    assert_equal(params(sonotok.load(part / "model")), params(sonotok.load(whole / "model")))
+    assert [s["_last_lr"] for s in a["lr_schedulers"]] == [s["_last_lr"] for s in b["lr_schedulers"]]
+    assert_equal(params(sonotok.load(part / "model")), params(sonotok.load(whole_ema / "model")))

@@ -18,13 +18,15 @@ from __future__ import annotations
 import math
 import random
 import time
+import warnings
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 
@@ -92,7 +94,9 @@ class TrainingModule(pl.LightningModule):
         min_lr_ratio: floor of the decay.
         total_minutes: horizon of the cosine decay in minutes of training (wall clock between training
             steps, validation included, as Lightning's ``max_time`` counts it; carried over on resume);
-            replaces ``total_steps`` when set.
+            replaces ``total_steps`` when set. A resume with another schedule (e.g. a larger ``max_time`` with
+            ``total_minutes=max_time``) is warned of: the learning rate follows the new horizon from the time
+            already trained.
         grad_clip: gradient-norm clip of the main optimizer (``0`` disables); applied after AMP unscaling.
         log_audio_examples: number of validation files logged as audio (and spectrogram images).
         model_config: the resolved config node that builds the trained model (stored in checkpoints so a
@@ -315,8 +319,22 @@ class TrainingModule(pl.LightningModule):
             exp.add_audio(tag, wav.clamp(-1, 1).cpu(), int(self.gen_steps), sample_rate=sample_rate)
 
     # ----------------------------------------------------------------- checkpoints
+    def schedule_state(self) -> Dict[str, Any]:
+        """The parameters the learning-rate schedule depends on (kept in checkpoints: a resume that changes them
+        is warned of); e.g. ``total_steps`` only for a cosine over steps."""
+        state: Dict[str, Any] = {"warmup_steps": self.warmup_steps, "lr_decay": self.lr_decay}
+        if self.lr_decay != "none":
+            state["min_lr_ratio"] = self.min_lr_ratio
+        if self.lr_decay == "cosine":
+            if self.total_minutes is not None:
+                state["total_minutes"] = self.total_minutes
+            else:
+                state["total_steps"] = self.total_steps
+        return state
+
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         checkpoint["sonotok_train_seconds"] = self.train_seconds
+        checkpoint["sonotok_schedule"] = self.schedule_state()
         if self._train_rng is not None:
             checkpoint["sonotok_rng"] = self._train_rng
         if self.model_config is not None:
@@ -328,6 +346,19 @@ class TrainingModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         self.train_seconds = float(checkpoint.get("sonotok_train_seconds", 0.0))
         self._train_rng = checkpoint.get("sonotok_rng")
+        saved, now = checkpoint.get("sonotok_schedule"), self.schedule_state()
+        changed = {} if saved is None else {k: (saved.get(k), now.get(k)) for k in [*saved, *now]
+                                            if saved.get(k) != now.get(k)}
+        if changed:
+            # e.g. a run continued with a larger trainer.max_time and schedule.total_minutes=max_time: legitimate,
+            # but the learning rate now follows the new horizon (at the steps / minutes already done), so the
+            # continued run is neither the first run's nor an uninterrupted run's with the new limits
+            what = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
+            rank_zero_warn(
+                f"resuming with a changed learning-rate schedule ({what}): the schedule continues from step "
+                f"{int(self.gen_steps)} / {self.train_seconds / 60:.2f} training minutes on the new horizon, so "
+                f"this run is not the continuation of the checkpoint's schedule"
+            )
 
 
 class EMAWeights(EMAWeightAveraging):
@@ -348,8 +379,9 @@ class EMAWeights(EMAWeightAveraging):
       from the weights after the first step;
     * until ``start_step`` generator steps have run, the average *equals* the raw weights (Lightning's
       ``update_starting_at_step`` would keep the initial weights, and score and export them);
-    * the average is copied into the module at ``on_fit_end`` instead of ``on_train_end``, so the
-      ``last.ckpt`` that ``ModelCheckpoint`` writes at the end of training keeps the raw weights to resume.
+    * the average is copied into the module at ``on_fit_end`` instead of ``on_train_end``, so any checkpoint
+      written at the end of training (:class:`ResumableCheckpoint` saves the final step at the end of the
+      last batch, Lightning's ``ModelCheckpoint`` at ``on_train_end``) keeps the raw weights to resume from.
 
     Args:
         decay: EMA decay in ``[0, 1)`` (0.999: an average over about the last 1000 steps).
@@ -385,3 +417,77 @@ class EMAWeights(EMAWeightAveraging):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._average_model is not None:
             self._copy_average_to_current(pl_module)
+
+
+def training_stops_after_this_batch(trainer: pl.Trainer) -> bool:
+    """Whether the fit loop ends after the batch that just ran (call from ``on_train_batch_end``).
+
+    The loop's own stop conditions, evaluated before Lightning's epoch-end bookkeeping: ``max_steps`` reached,
+    the last batch of the last epoch (``max_epochs``), or ``trainer.should_stop`` (``max_time``: the ``Timer``
+    callback sets it in its own ``on_train_batch_end``, which runs before the checkpoint callbacks) once
+    ``min_steps`` / ``min_epochs`` allow it. The same on every rank (global step, epoch length, and a
+    ``should_stop`` the Timer broadcasts).
+    """
+    loop = trainer.fit_loop
+    if trainer.max_steps is not None and trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps:
+        return True
+    epoch = loop.epoch_loop
+    last_batch = epoch.batch_progress.is_last_batch or epoch.batch_progress.current.ready == trainer.num_training_batches
+    max_epochs = loop.max_epochs
+    if last_batch and max_epochs is not None and max_epochs != -1 and trainer.current_epoch + 1 >= max_epochs:
+        return True
+    return bool(trainer.should_stop) and loop._can_stop_early
+
+
+class ResumableCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` that also saves the **final** step, at a point a resume continues from exactly.
+
+    ``ModelCheckpoint`` saves every ``every_n_train_steps`` at the end of a batch; a run that stops between two
+    of them (``max_steps``, ``max_time``, ``max_epochs``) would leave ``last.ckpt`` at the previous one, and the
+    ``last.ckpt`` Lightning writes at ``on_train_end`` (only when the run saved nothing else) is taken after the
+    fit loop has closed the epoch: resuming from it starts the *next* epoch (another data order and crops), so
+    a continued run diverges from an uninterrupted one. This class saves the final state at the end of the last
+    batch instead (the step checkpoint and ``last.ckpt``, like a periodic save, and only once per step), the
+    same point as every periodic save, so a run continued from it (e.g. with a larger ``max_steps``) is
+    bit-identical to one that never stopped.
+
+    ``on_train_end`` saves nothing when the final step is saved or this process ran no training batch
+    (re-running a finished command restores its checkpoint and stops at once: ``last.ckpt`` stays as it is);
+    otherwise (a stop decided after the batch ended, e.g. by an ``EarlyStopping`` callback in validation) it
+    falls back to Lightning's ``save_last`` at the end of training.
+
+    Takes ``ModelCheckpoint``'s arguments. Its warning about manual optimization saving the weights after the
+    optimizer step is silenced: that is the state a resume continues from (the module's training step ends
+    with the optimizer steps, see :class:`TrainingModule`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._batches_this_fit = 0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._batches_this_fit = 0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self._batches_this_fit += 1
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if training_stops_after_this_batch(trainer):
+            self._save_final(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._batches_this_fit == 0 or self._last_global_step_saved == trainer.global_step:
+            return  # nothing trained in this process, or the final step is saved already
+        super().on_train_end(trainer, pl_module)
+
+    def _save_final(self, trainer: pl.Trainer) -> None:
+        if self._should_skip_saving_checkpoint(trainer):  # fast_dev_run, not fitting, or this step is saved
+            return
+        candidates = self._monitor_candidates(trainer)
+        if self.monitor is None or self.monitor in candidates:
+            self._save_topk_checkpoint(trainer, candidates)
+        self._save_last_checkpoint(trainer, candidates)
+        self._defer_save_until_validation = False

@@ -45,6 +45,26 @@ def resolve_resume(cfg: DictConfig) -> Optional[str]:
     the step checkpoints kept besides it) if any; a path -> that path; null -> none.
 
     A checkpoint truncated by a kill is skipped with a warning, so the run resumes from the previous one.
+
+    What a resumed run is (tests/training/test_exact_resume.py, tests/test_ema_weights.py):
+
+    * **the same command again** (the process was killed, or the run ended): the run continues from the
+      newest checkpoint and, with ``max_steps`` / ``max_epochs`` limits and a step-based schedule, ends
+      bit-identical to an uninterrupted run (weights, EMA average, optimizer and scheduler state, export),
+      wherever the checkpoint fell (mid-epoch, end of epoch); a finished run (``max_steps`` / ``max_epochs``
+      reached, ``max_time`` used up) trains nothing and keeps its ``last.ckpt``. A kill loses the steps since
+      the last checkpoint (they are redone, identically);
+    * **a larger ``trainer.max_steps`` / ``max_epochs``**: the final step of the first run is in ``last.ckpt``
+      (:class:`~sonotok.training.base.ResumableCheckpoint` saves it at the end of the last batch, also between
+      two ``every_n_train_steps`` saves) and the continued run is bit-identical to one started with the larger
+      limit: the learning-rate schedule runs over ``schedule.total_steps``, not over ``max_steps``;
+    * **a larger ``trainer.max_time``**: the Timer's elapsed time is carried over, so the run trains the
+      difference. With a step-based schedule the continuation is exact up to where the larger limit stops it
+      (``max_time`` stops at a wall-clock-dependent step). With ``schedule.total_minutes=max_time`` the cosine
+      horizon grows with ``max_time``: the learning rate jumps to the new horizon's value at the minutes already
+      trained (a warm restart, warned of at resume), so the run is neither the first run's schedule nor an
+      uninterrupted run's with the larger limit. A time-based cosine follows measured wall time, so it is
+      never bit-identical between two runs, resumed or not.
     """
     resume = cfg.get("resume")
     if resume in (None, "", "null", "none"):
