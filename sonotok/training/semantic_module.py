@@ -6,8 +6,9 @@ One speech teacher (X-Codec, first-codebook): the codec's ``forward`` returns ``
 DM-Codec: the codec returns ``semantic_preds = {"lm": ..., "sm": ...}``; the ``lm`` head is compared with the
 text teacher's token embeddings of the batch's transcripts aligned to the frames (``sem/lm``), the ``sm`` head
 with the speech teacher's features (``sem/sm``). Transcripts come with the batch (dict batches of
-:class:`~sonotok.semantic.transcripts.TranscribedAudioDataModule`: ``text``, ``offset``, ``duration``); a
-batch without them is transcribed by the text teacher's ASR (slow: meant for tests and whole files).
+:class:`~sonotok.semantic.transcripts.TranscribedAudioDataModule`: ``text``, ``offset``, ``duration`` and,
+force-aligned, ``word_spans``); a batch without them is transcribed by the text teacher's ASR (slow: meant
+for tests and whole files).
 
 A forward hook on the codec computes the teachers' targets, applies the losses and adds their entries to
 ``out["losses"]``, so the base module's training step weights them with ``loss.weights[...]`` like every
@@ -88,7 +89,8 @@ class SemanticCodecLightningModule(CodecLightningModule):
             durations = b.get("duration")
             feats, mask = teacher.aligned(num_frames, frame_rate, texts,
                                           None if offsets is None else [float(x) for x in offsets],
-                                          None if durations is None else [float(x) for x in durations])
+                                          None if durations is None else [float(x) for x in durations],
+                                          word_spans=b.get("word_spans"))
             return feats.to(wav.device), mask.to(wav.device)
         if not self._warned_asr:
             warnings.warn("batch without transcripts: the text teacher transcribes each item with its ASR (slow); "
@@ -155,4 +157,6 @@ class SemanticCodecLightningModule(CodecLightningModule):
         ds = getattr(dm, "train_dataset", None)
         frac = getattr(ds, "text_fraction", None)
         if frac is not None and self.text_teacher_module is not None:
-            print(f"LM-guided distillation: {100 * frac:.1f}% of the training audio has a transcript")
+            aligned = getattr(ds, "aligned_fraction", 0.0)
+            print(f"LM-guided distillation: {100 * frac:.1f}% of the training audio has a transcript, "
+                  f"{100 * aligned:.1f}% force-aligned")
