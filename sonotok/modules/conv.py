@@ -18,12 +18,16 @@ from __future__ import annotations
 from typing import List, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrizations, parametrize
 
 # Streaming steps that yield at most this many output frames compute them as a matrix product
 # (see ``StreamingConv1d._conv_few_frames``); longer chunks use the convolution kernels.
 _SMALL_STEP_FRAMES = 8
+
+# attribute of a module's __dict__ holding inference_weight's cached value (not a buffer: never saved)
+_CACHE_ATTR = "_sonotok_inference_weight"
 
 
 def _apply_norm(module: nn.Module, norm: str) -> nn.Module:
@@ -43,6 +47,7 @@ def fold_weight_norm(module: nn.Module) -> nn.Module:
     class by itself and the shared class is left alone.
     """
     for m in list(module.modules()):
+        m.__dict__.pop(_CACHE_ATTR, None)  # inference_weight's cache
         if not parametrize.is_parametrized(m):
             continue
         with torch.no_grad():
@@ -56,6 +61,76 @@ def fold_weight_norm(module: nn.Module) -> nn.Module:
         for name, value in values.items():
             m.register_parameter(name, nn.Parameter(value, requires_grad=grads[name]))
     return module
+
+
+def inference_weight(module: nn.Module) -> Tensor:
+    """``module.weight``, computed once per version of its weight-norm tensors while no gradient is needed.
+
+    A weight-norm parametrization recomputes ``g * v / |v|`` on every access, i.e. on every forward call
+    and, in a streaming step, on every chunk: for the large low-rate convolutions of a codec that is a full
+    pass over a multi-megabyte weight per call. Without autograd (``torch.no_grad`` /
+    ``torch.inference_mode``: evaluation, tokenization, eager streaming) the value only changes when the
+    parametrization's tensors do, so it is kept with the identity, storage and version counter of each of
+    those tensors and recomputed when any of them changes (an optimizer step, ``load_state_dict``,
+    ``.to()``). The cached value is the parametrization's own output, so results are bitwise those of
+    the training path. With gradients enabled (training) or while ``torch.compile`` / ``torch.export``
+    traces, this is ``module.weight``. Modules without a parametrization return ``module.weight``.
+    Writes through ``tensor.data`` bypass version counters: change weights in place under ``torch.no_grad()``
+    (as optimizers do) or with ``load_state_dict``.
+    """
+    if torch.is_grad_enabled():
+        return module.weight
+    plist = module._modules.get("parametrizations")  # direct dict look-ups: this runs on every call
+    p = plist._modules.get("weight") if plist is not None else None
+    if p is None or torch.compiler.is_compiling():
+        return module.weight
+    cached = module.__dict__.get(_CACHE_ATTR)  # (parametrization, ((name, tensor, storage, version), ...), weight)
+    if cached is not None and cached[0] is p:
+        valid = True
+        for name, t, ptr, version in cached[1]:
+            if p._parameters.get(name) is not t or t.data_ptr() != ptr or t._version != version:
+                valid = False
+                break
+        if valid:
+            return cached[2]
+    w = module.weight
+    key = tuple((name, t, t.data_ptr(), t._version) for name, t in p._parameters.items())
+    module.__dict__[_CACHE_ATTR] = (p, key, w)
+    return w
+
+
+class InferenceConv1d(nn.Conv1d):
+    """``nn.Conv1d`` whose eager inference reads its (weight-normalised) weight through :func:`inference_weight`.
+
+    For convolutions used as plain ``torch.nn`` layers (DAC's), wrapped in
+    ``parametrizations.weight_norm`` as usual; the state-dict keys are those of ``nn.Conv1d``.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.jit.is_scripting():
+            return self._conv_forward(x, self.weight, self.bias)
+        return self._forward_eager(x)
+
+    @torch.jit.unused
+    def _forward_eager(self, x: Tensor) -> Tensor:
+        return self._conv_forward(x, inference_weight(self), self.bias)
+
+
+class InferenceConvTranspose1d(nn.ConvTranspose1d):
+    """``nn.ConvTranspose1d`` counterpart of :class:`InferenceConv1d` (its ``output_padding``, no ``output_size``)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.jit.is_scripting():
+            return self._convtr(x, self.weight)
+        return self._forward_eager(x)
+
+    def _convtr(self, x: Tensor, w: Tensor) -> Tensor:
+        return F.conv_transpose1d(x, w, self.bias, self.stride, self.padding, self.output_padding, self.groups,
+                                  self.dilation)
+
+    @torch.jit.unused
+    def _forward_eager(self, x: Tensor) -> Tensor:
+        return self._convtr(x, inference_weight(self))
 
 
 class StreamingConv1d(nn.Module):
@@ -108,12 +183,32 @@ class StreamingConv1d(nn.Module):
         """Offline causal convolution. ``x: [B, C, T] -> [B, C', ceil(T / stride)]``."""
         length = x.shape[-1]
         extra = (-length) % self.stride
-        x = nn.functional.pad(x, (self.padding, extra))
-        return self.conv(x)
+        if self.padding > 0 or extra > 0:  # F.pad copies even when it pads nothing (1x1 convolutions)
+            x = F.pad(x, (self.padding, extra))
+        return self._conv(x)
+
+    def _conv(self, x: Tensor) -> Tensor:
+        """``self.conv(x)``; eager inference uses the weight computed once (:func:`inference_weight`)."""
+        if torch.jit.is_scripting():
+            return self.conv(x)
+        return self._conv_eager(x)
+
+    @torch.jit.unused
+    def _conv_eager(self, x: Tensor) -> Tensor:
+        return self.conv._conv_forward(x, inference_weight(self.conv), self.conv.bias)
+
+    def _weight(self) -> Tensor:
+        if torch.jit.is_scripting():
+            return self.conv.weight
+        return self._weight_eager()
+
+    @torch.jit.unused
+    def _weight_eager(self) -> Tensor:
+        return inference_weight(self.conv)
 
     def init_state(self, batch: int) -> List[Tensor]:
         """State: the inputs not yet consumed, starting with ``padding`` zeros."""
-        w = self.conv.weight
+        w = self._weight()
         return [torch.zeros(batch, self.in_channels, self.padding, device=w.device, dtype=w.dtype)]
 
     def step(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
@@ -127,7 +222,7 @@ class StreamingConv1d(nn.Module):
         if n <= self.small_step_frames:
             y = self._conv_few_frames(buf[..., :used])
         else:
-            y = self.conv(buf[..., :used])
+            y = self._conv(buf[..., :used])
         return y, [buf[..., n * self.stride :]]
 
     def _conv_few_frames(self, x: Tensor) -> Tensor:
@@ -138,7 +233,7 @@ class StreamingConv1d(nn.Module):
         or a multiply-sum cost a few microseconds. Dense and depthwise convolutions take this path;
         other groupings use the convolution.
         """
-        w = self.conv.weight  # [out, in / groups, kernel]
+        w = self._weight()  # [out, in / groups, kernel]
         groups = self.conv.groups
         cols = x.unfold(-1, self.effective_kernel, self.stride)  # [B, C, n, effective kernel]
         if self.dilation > 1:
@@ -155,7 +250,7 @@ class StreamingConv1d(nn.Module):
             if b is not None:
                 y = y + b.unsqueeze(-1)
             return y
-        return self.conv(x)
+        return self._conv(x)
 
 
 class StreamingConvTranspose1d(nn.Module):
@@ -201,20 +296,37 @@ class StreamingConvTranspose1d(nn.Module):
         return y
 
     def forward(self, x: Tensor) -> Tensor:
-        """Offline causal transposed convolution. ``x: [B, C, T] -> [B, C', T * stride]``."""
-        y = self.convtr(x)
+        """Offline causal transposed convolution. ``x: [B, C, T] -> [B, C', T * stride]``.
+
+        The bias goes into the convolution call (one pass over the output instead of two; the same values
+        as adding it afterwards, which streaming does because its overlap tail excludes the bias).
+        """
+        y = F.conv_transpose1d(x, self._weight(), self.bias, self.stride)
         if self.tail > 0:
             y = y[..., : y.shape[-1] - self.tail]
-        return self._add_bias(y)
+        return y
+
+    def _weight(self) -> Tensor:
+        if torch.jit.is_scripting():
+            return self.convtr.weight
+        return self._weight_eager()
+
+    @torch.jit.unused
+    def _weight_eager(self) -> Tensor:
+        return inference_weight(self.convtr)
+
+    def _convtr(self, x: Tensor) -> Tensor:
+        """``self.convtr(x)`` (no bias) with the weight of :meth:`_weight`."""
+        return F.conv_transpose1d(x, self._weight(), None, self.stride)
 
     def init_state(self, batch: int) -> List[Tensor]:
         """State: the overlap tail of the previous chunk (bias excluded)."""
-        w = self.convtr.weight
+        w = self._weight()
         return [torch.zeros(batch, self.out_channels, self.tail, device=w.device, dtype=w.dtype)]
 
     def _convtr_few_frames(self, x: Tensor) -> Tensor:
         """``self.convtr(x)`` (no bias) as one matrix product and an overlap-add (cheaper for a few frames)."""
-        w = self.convtr.weight  # [in, out, kernel]
+        w = self._weight()  # [in, out, kernel]
         bsz, c, t = x.shape
         cols = torch.matmul(x.transpose(1, 2), w.reshape(c, -1))  # [B, t, out * kernel]
         if self.tail == 0:  # kernel == stride: frames do not overlap
@@ -235,10 +347,9 @@ class StreamingConvTranspose1d(nn.Module):
         if x.shape[-1] == 0:
             return x.new_zeros(x.shape[0], self.out_channels, 0), [tail]
         t = x.shape[-1]
-        y = self._convtr_few_frames(x) if t <= self.small_step_frames else self.convtr(x)
+        y = self._convtr_few_frames(x) if t <= self.small_step_frames else self._convtr(x)
         if self.tail > 0:
-            head = y[..., : self.tail] + tail
-            y = torch.cat([head, y[..., self.tail :]], dim=-1)
+            y[..., : self.tail].add_(tail)  # y is this call's own output: add the overlap in place (no cat copy)
             out = y[..., : y.shape[-1] - self.tail]
             new_tail = y[..., y.shape[-1] - self.tail :]
         else:

@@ -35,6 +35,8 @@ def reflect_pad(x: Tensor, left: int, right: int) -> Tensor:
     ``F.pad(mode='reflect')`` needs more samples than the padding; a short input is first extended
     with zeros on the right, reflected, then cut back (EnCodec's ``pad1d``), so any length works.
     """
+    if left == 0 and right == 0:
+        return x  # F.pad would copy
     length = x.shape[-1]
     max_pad = max(left, right)
     extra = 0
@@ -78,11 +80,11 @@ class ReflectPadConv1d(StreamingConv1d):
     def forward(self, x: Tensor) -> Tensor:
         """``x [B, C, T] -> [B, C', ceil(T / stride)]`` with reflect padding on both ends."""
         x = reflect_pad(x, self.padding, self.extra_padding(x.shape[-1]))
-        return self.conv(x)
+        return self._conv(x)
 
     def init_state(self, batch: int) -> List[Tensor]:
         """``[pending input [B, C, 0], started flag [1]]``: nothing seen yet."""
-        w = self.conv.weight
+        w = self._weight()
         return [
             torch.zeros(batch, self.in_channels, 0, device=w.device, dtype=w.dtype),
             torch.zeros(1, dtype=torch.long, device=w.device),
@@ -105,7 +107,7 @@ class ReflectPadConv1d(StreamingConv1d):
         if n <= self.small_step_frames:  # a few frames: one matrix product (StreamingConv1d's fast path)
             y = self._conv_few_frames(buf[..., :used])
         else:
-            y = self.conv(buf[..., :used])
+            y = self._conv(buf[..., :used])
         return y, [buf[..., n * self.stride :], started]
 
 

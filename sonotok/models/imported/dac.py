@@ -32,6 +32,7 @@ from sonotok.models.imported.common import (
     read_torch_checkpoint,
     require_keys,
 )
+from sonotok.modules.conv import InferenceConv1d, InferenceConvTranspose1d
 from sonotok.modules.streaming import Snake1d
 from sonotok.quantizers.factorized import FactorizedRVQ
 
@@ -48,11 +49,12 @@ class StreamingNotSupported(SonotokError, RuntimeError):
 
 
 def _wn_conv(*args, **kwargs) -> nn.Module:
-    return parametrizations.weight_norm(nn.Conv1d(*args, **kwargs))
+    # InferenceConv1d: nn.Conv1d that computes its weight norm once per weight version in inference
+    return parametrizations.weight_norm(InferenceConv1d(*args, **kwargs))
 
 
 def _wn_convtr(*args, **kwargs) -> nn.Module:
-    return parametrizations.weight_norm(nn.ConvTranspose1d(*args, **kwargs))
+    return parametrizations.weight_norm(InferenceConvTranspose1d(*args, **kwargs))
 
 
 class DACResidualUnit(nn.Module):
