@@ -24,7 +24,8 @@ from typing import Any
 
 __all__ = ["add_parser", "run", "import_checkpoint", "FAMILIES"]
 
-FAMILIES = ("encodec_24khz", "dac_16khz", "dac_24khz", "dac_44khz", "mimi")
+# encodec_48khz is accepted only to refuse it with the reason (its codes do not fit sonotok's; docs/imports.md)
+FAMILIES = ("encodec_24khz", "encodec_48khz", "dac_16khz", "dac_24khz", "dac_44khz", "mimi")
 
 
 def import_checkpoint(family: str, path: str | os.PathLike, out: str | os.PathLike, **options: Any) -> Path:
@@ -58,7 +59,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "modules and write config.yaml + model.safetensors + meta.json, usable by sonotok.load, tokenize, "
         "decode, eval, export, stream and train.py init_from=DIR. Nothing is downloaded.",
     )
-    p.add_argument("family", choices=FAMILIES, help="which released model the file is")
+    p.add_argument("family", choices=FAMILIES,
+                   help="which released model the file is (encodec_48khz is refused with the reason: its "
+                   "segment-wise codes with per-segment gains do not fit sonotok's codes)")
     p.add_argument("path", help="the checkpoint file")
     p.add_argument("--out", required=True, help="model directory to write (replaced atomically)")
     p.add_argument("--bandwidth", type=float, default=None,

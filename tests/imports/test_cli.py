@@ -90,3 +90,23 @@ def test_export_command_writes_the_offline_codec_of_an_imported_dac(reference_fa
     n = ref.meta["lengths"][0]
     codes = torch.jit.load(str(art / "codec.pt")).encode(ref["input/noise"][..., :n])
     assert torch.equal(codes, ref[f"codes/noise/{n}"])
+
+
+def test_encodec_48khz_is_refused_with_the_reason_and_writes_nothing(tmp_path, capsys):
+    ckpt = tmp_path / "encodec_48khz-7e698e3e.th"
+    # the 48 kHz model's layout (time_group_norm): plain conv weights, a GroupNorm after each
+    torch.save({"encoder.model.0.conv.conv.weight": torch.zeros(32, 2, 7),
+                "encoder.model.0.conv.conv.bias": torch.zeros(32),
+                "encoder.model.0.conv.norm.weight": torch.ones(32),
+                "encoder.model.0.conv.norm.bias": torch.zeros(32),
+                "quantizer.vq.layers.0._codebook.embed": torch.zeros(1024, 128)}, ckpt)
+    out = tmp_path / "m"
+    assert main(["import", "encodec_48khz", str(ckpt), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "EnCodec 48 kHz cannot be imported" in err
+    assert "per-segment [K, 150] blocks" in err and "docs/imports.md" in err
+    # the same file given as the 24 kHz model: named as what it is, not as missing weight-norm keys
+    assert main(["import", "encodec_24khz", str(ckpt), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "this is an EnCodec 48 kHz checkpoint (time_group_norm layers)" in err and "weight_v" not in err
+    assert not out.exists()

@@ -7,7 +7,7 @@ a model directory that :func:`sonotok.load` and every command accept.
 
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Callable, Dict, NoReturn
 
 from sonotok.models.imported.common import Imported
 
@@ -16,6 +16,12 @@ def _encodec_24khz(path, bandwidth: float | None = None, **_) -> Imported:
     from sonotok.models.imported.encodec import read_encodec
 
     return read_encodec(path, bandwidth=6.0 if bandwidth is None else bandwidth)
+
+
+def _encodec_48khz(path, **_) -> NoReturn:
+    from sonotok.models.imported.encodec import refuse_encodec_48khz
+
+    refuse_encodec_48khz(path)
 
 
 def _dac(sample_rate: int) -> Callable:
@@ -35,6 +41,7 @@ def _mimi(path, num_codebooks: int | None = None, **_) -> Imported:
 
 IMPORTERS: Dict[str, Callable[..., Imported]] = {
     "encodec_24khz": _encodec_24khz,
+    "encodec_48khz": _encodec_48khz,  # refused with the reason (docs/imports.md)
     "dac_16khz": _dac(16000),
     "dac_24khz": _dac(24000),
     "dac_44khz": _dac(44100),

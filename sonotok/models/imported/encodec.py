@@ -15,8 +15,9 @@ and sonotok's batch helpers zero-pad a partial last frame to a whole hop; for wh
 gives the reference's codes. The reflected start makes the first few code frames of a stream come out
 a few frames late (then the stream catches up); streamed codes equal offline codes.
 
-The 48 kHz stereo model is not supported: it is non-causal, normalises each 1 s segment by its volume
-and overlap-adds segments, which does not map onto this codec.
+The 48 kHz stereo model is not supported (:func:`refuse_encodec_48khz`, docs/imports.md): its codes are
+per-segment blocks of overlapping 1 s segments, each with a float gain the decoder needs, which sonotok's
+codes (one ``[K, ceil(T / hop)]`` grid of integers per file) cannot carry.
 """
 
 from __future__ import annotations
@@ -229,6 +230,27 @@ def lstm_tables(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
     return out
 
 
+ENCODEC_48KHZ_REASON = (
+    "EnCodec 48 kHz cannot be imported: its codes do not fit sonotok's code format. The reference encodes "
+    "overlapping 1 s segments (48000 samples = 150 frames, one every 47520 samples = 148.5 frames), so a "
+    "file's codes are a list of per-segment [K, 150] blocks, not one [K, ceil(T / 320)] frame grid; each "
+    "segment is divided by its RMS before encoding and that float gain is part of the encoding (the decoder "
+    "multiplies it back before a triangular overlap-add), and sonotok code files hold integer codes only. "
+    "The network is also non-causal (symmetric padding, GroupNorm over each whole segment after every "
+    "convolution), so it could not stream either. See docs/imports.md; the 24 kHz model imports as "
+    "encodec_24khz")
+
+
+def refuse_encodec_48khz(path) -> None:
+    """``sonotok import encodec_48khz``: always a :class:`ModelLoadError` giving the reason (nothing is read)."""
+    raise ModelLoadError(f"{path}: {ENCODEC_48KHZ_REASON}")
+
+
+def _is_encodec_48khz(state: Dict[str, Tensor]) -> bool:
+    """EnCodec 48 kHz's layout: plain conv weights with a GroupNorm after each (``time_group_norm``)."""
+    return "encoder.model.0.conv.conv.weight" in state and "encoder.model.0.conv.norm.weight" in state
+
+
 def infer_config(path, state: Dict[str, Tensor]) -> Dict[str, object]:
     """The :class:`EncodecCodec` shape stored in an EnCodec state dict (widths, ratios, LSTM, levels).
 
@@ -236,6 +258,9 @@ def infer_config(path, state: Dict[str, Tensor]) -> Dict[str, object]:
     (kernel ``2 * ratio``); everything else the importer checks by loading the weights into the model
     built from these values (a mismatch is a :class:`ModelLoadError` listing the keys).
     """
+    if _is_encodec_48khz(state):
+        raise ModelLoadError(f"{path}: this is an EnCodec 48 kHz checkpoint (time_group_norm layers), not the "
+                             f"causal 24 kHz model. {ENCODEC_48KHZ_REASON}")
     require_keys(path, state, ["encoder.model.0.conv.conv.weight_v", "quantizer.vq.layers.0._codebook.embed"],
                  "EnCodec")
     convs = sorted(int(m[1]) for k in state if (m := re.match(r"^encoder\.model\.(\d+)\.conv\.conv\.weight_v$", k)))
