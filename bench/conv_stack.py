@@ -13,6 +13,8 @@ matrix products of the stack (``FlopCounterMode``): it shows how much work each 
 for, independently of how it is run.
 
 ``--layers`` adds a per-layer breakdown of each stack (the same interleaving, layer by layer).
+``--stream`` profiles a streaming step of the imported EnCodec artifact instead (:func:`stream_step_profile`,
+``bench/results/conv_stack_stream.json``).
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python -m bench.conv_stack [--seconds 1,4] [--repeats 15] [--threads 1]
 """
@@ -29,7 +31,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +58,11 @@ class _PadConv(nn.Module):
         else:
             extra = (-n) % self.stride
         if self.left or extra:  # a plain stack does not pad a 1x1 convolution
-            x = F.pad(x, (self.left, extra), mode=self.mode)
+            short = max(self.left, extra) - n + 1 if self.mode == "reflect" else 0
+            if short > 0:  # EnCodec's pad1d: reflection needs more samples than the padding
+                x = F.pad(F.pad(x, (0, short)), (self.left, extra), mode="reflect")[..., : n + self.left + extra]
+            else:
+                x = F.pad(x, (self.left, extra), mode=self.mode)
         return self.conv(x)
 
 
@@ -217,6 +223,122 @@ def layer_rows(ours: nn.Module, plain: nn.Module, x: Tensor, repeats: int) -> Li
     return rows
 
 
+# ------------------------------------------------------------------------------------------ streaming step
+def stream_step_profile(frames: int = 300, warmup: int = 20) -> Dict[str, object]:
+    """Where a streaming step of the imported EnCodec 24 kHz artifact goes, in CPU time (1 thread).
+
+    The released architecture (random weights, gains perturbed) is exported with ``export_torchscript`` and
+    stepped one 320-sample frame at a time (encode, then decode the frame's codes) as saved, frozen, and
+    frozen + optimized (``optimize_for_cpu``), the three interleaved frame by frame. Also measured: how many
+    bytes of weights one step reads (every layer below the hop rate runs one frame per step, so each of its
+    weights is used once per frame), the read rate of one core on weights that are not in cache (one
+    vector-matrix product per 8 MiB matrix, the operation of a one-frame step), and whether a second
+    intra-op thread shares such a product (``main_thread_cpu_share``: 1.0 = it stays on the calling thread).
+    """
+    import tempfile
+
+    from sonotok.export.runtime import optimize_for_cpu
+    from sonotok.export.torchscript import export_torchscript
+    from sonotok.models.imported.encodec import EncodecCodec
+    from sonotok.modules.conv import fold_weight_norm
+
+    torch.manual_seed(0)
+    codec = EncodecCodec().eval()
+    with torch.no_grad():
+        for p in codec.parameters():
+            p.mul_(1 + 0.1 * torch.randn_like(p))
+    folded = fold_weight_norm(copy.deepcopy(codec))
+    weight_bytes = 4 * (sum(p.numel() for p in folded.encoder.parameters())
+                        + sum(p.numel() for p in folded.decoder.parameters()))
+    codebook_bytes = 4 * codec.num_codebooks * codec.codebook_size * codec.quantizer.dim
+    with tempfile.TemporaryDirectory() as tmp:
+        export_torchscript(codec, tmp, check=False)
+        load = lambda name: torch.jit.load(f"{tmp}/{name}_stream.pt")  # noqa: E731
+        variants = {
+            "jit": (load("encoder"), load("decoder")),
+            "jit+freeze": (torch.jit.freeze(load("encoder").eval(), preserved_attrs=["init_state"]),
+                           torch.jit.freeze(load("decoder").eval(), preserved_attrs=["init_state", "flush"])),
+            "jit+freeze+optimize": (optimize_for_cpu(load("encoder")), optimize_for_cpu(load("decoder"))),
+        }
+    hop = codec.hop_length
+    g = torch.Generator().manual_seed(0)
+    chunks = list((torch.randn(1, 1, hop * (frames + warmup), generator=g) * 0.1).split(hop, dim=-1))
+    states = {k: [e.init_state(1), d.init_state(1)] for k, (e, d) in variants.items()}
+    cpu: Dict[str, Dict[str, List[float]]] = {k: {"encode": [], "decode": []} for k in variants}
+    codes: Dict[str, List[Tensor]] = {k: [] for k in variants}
+    with torch.inference_mode():
+        for i, x in enumerate(chunks):
+            for k, (e, d) in variants.items():
+                st = states[k]
+                t0 = time.thread_time()
+                c, st[0] = e(x, st[0])
+                t1 = time.thread_time()
+                _, st[1] = d(c, st[1])
+                t2 = time.thread_time()
+                codes[k].append(c)
+                if i >= warmup:
+                    cpu[k]["encode"].append(t1 - t0)
+                    cpu[k]["decode"].append(t2 - t1)
+    first = torch.cat(codes["jit"], dim=-1)
+    frame_ms = 1000.0 * hop / codec.sample_rate
+    rows = {}
+    for k in variants:
+        enc_ms = 1e3 * statistics.median(cpu[k]["encode"])
+        dec_ms = 1e3 * statistics.median(cpu[k]["decode"])
+        rows[k] = {"encode_cpu_ms": enc_ms, "decode_cpu_ms": dec_ms, "step_cpu_ms": enc_ms + dec_ms,
+                   "x_realtime_one_thread": frame_ms / (enc_ms + dec_ms),
+                   "x_realtime_encoder_decoder_pipeline": frame_ms / max(enc_ms, dec_ms),
+                   "codes_equal_to_jit": bool(torch.equal(torch.cat(codes[k], dim=-1), first))}
+
+    # one core's read rate on weights out of cache, and whether 2 intra-op threads share a 1-row product
+    mats = [torch.randn(512, 4096) for _ in range(8)]  # 8 MiB each
+    row = torch.randn(1, 4096)
+    evict = torch.zeros(64 * 1024 * 1024 // 4)
+
+    def cold(n_threads: int) -> Tuple[float, float]:
+        before = torch.get_num_threads()
+        torch.set_num_threads(n_threads)
+        own, total = [], []
+        try:
+            with torch.inference_mode():
+                for i in range(40):
+                    evict.add_(0.0)
+                    t0, p0 = time.thread_time(), time.process_time()
+                    torch.mm(row, mats[i % len(mats)].t())
+                    own.append(time.thread_time() - t0)
+                    total.append(time.process_time() - p0)
+        finally:
+            torch.set_num_threads(before)
+        return statistics.median(own), statistics.median(total)
+
+    own1, _ = cold(1)
+    own2, total2 = cold(2)
+    read_gb_s = mats[0].numel() * 4 / own1 / 1e9
+    return {"frames": frames, "frame_ms": frame_ms, "variants": rows,
+            "weights_read_per_step_mb": (weight_bytes + codebook_bytes) / 1e6,
+            "conv_lstm_weights_mb": weight_bytes / 1e6, "codebooks_searched_mb": codebook_bytes / 1e6,
+            "cold_read_gb_s_one_core": read_gb_s,
+            "memory_floor_ms": (weight_bytes + codebook_bytes) / 1e9 / read_gb_s * 1e3,
+            "two_threads_main_thread_cpu_share": own2 / total2 if total2 > 0 else float("nan")}
+
+
+def stream_table(r: Dict[str, object]) -> str:
+    lines = [f"Imported EnCodec 24 kHz artifact, one {r['frame_ms']:.1f} ms frame per step, {r['frames']} steps, "
+             "1 thread, median CPU time per step:", "",
+             "| artifact | encode (ms) | decode (ms) | step (ms) | x real time, one thread | "
+             "x real time, encoder and decoder on two threads (bound) | codes = jit |", "|---|---:|---:|---:|---:|---:|---|"]
+    for k, v in r["variants"].items():
+        lines.append(f"| {k} | {v['encode_cpu_ms']:.2f} | {v['decode_cpu_ms']:.2f} | {v['step_cpu_ms']:.2f} | "
+                     f"{v['x_realtime_one_thread']:.2f} | {v['x_realtime_encoder_decoder_pipeline']:.2f} | "
+                     f"{v['codes_equal_to_jit']} |")
+    lines += ["", f"Weights read per step: {r['weights_read_per_step_mb']:.1f} MB (convolutions and LSTMs "
+              f"{r['conv_lstm_weights_mb']:.1f} MB, searched codebooks {r['codebooks_searched_mb']:.1f} MB); "
+              f"one core reads weights out of cache at {r['cold_read_gb_s_one_core']:.1f} GB/s, so reading them "
+              f"takes {r['memory_floor_ms']:.2f} ms per step; with 2 intra-op threads the calling thread still "
+              f"does {100 * r['two_threads_main_thread_cpu_share']:.0f} % of a one-row product's CPU time."]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", default="1,4", help="comma-separated input lengths in seconds")
@@ -225,8 +347,24 @@ def main(argv=None) -> int:
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--layers", action="store_true", help="per-layer breakdown")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--stream", action="store_true",
+                    help="instead: profile a streaming step of the imported EnCodec artifact (stream_step_profile)")
+    ap.add_argument("--frames", type=int, default=300, help="--stream: timed steps")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.stream:
+        r = stream_step_profile(args.frames)
+        table = stream_table(r)
+        print(table)
+        out = Path(args.out if args.out != str(RESULTS) else RESULTS.with_name("conv_stack_stream.json"))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({**r, "table": table, "torch": torch.__version__,
+                                   "date": time.strftime("%Y-%m-%d %H:%M"),
+                                   "machine": f"{platform.machine()} {os.cpu_count()} CPUs, shared with other jobs",
+                                   "load_average_1_5_15_min_at_end": os.getloadavg(),
+                                   "command": "OMP_WAIT_POLICY=PASSIVE .venv/bin/python -m bench.conv_stack "
+                                              + " ".join(sys.argv[1:] if argv is None else argv)}, indent=2) + "\n")
+        return 0
     seconds = [float(v) for v in args.seconds.split(",") if v]
     rows, layers = [], {}
     for fam in [f for f in args.families.split(",") if f]:
