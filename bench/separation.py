@@ -8,6 +8,11 @@ recordings from outside the training data, and the torchaudio ConvTasNet compari
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/separation.py compare --minutes 10 --corpus data/corpus-full
     # the tiny preset after a fixed CPU training budget (the first benchmark of this family)
     OMP_WAIT_POLICY=PASSIVE nice -n 5 .venv/bin/python bench/separation.py tiny --minutes 10
+    # issue 16: what the training mixtures look like, per recipe; recipes compared at equal steps
+    .venv/bin/python bench/separation.py data-stats --recipes shipped preset
+    .venv/bin/python bench/separation.py recipe-ab --recipes shipped preset --steps 800
+    # train the shipped small 8 kHz recipe (fixed mixtures) for N minutes on 2 threads, then evaluate it
+    .venv/bin/python bench/separation.py retrain --minutes 90 --threads 2 --with-shipped
 
 ``shipped`` writes ``bench/results/separation_shipped.json``, ``compare`` writes
 ``bench/results/separation_torchaudio.json``, ``tiny`` writes ``bench/results/separation.json``; each
@@ -528,6 +533,196 @@ def cmd_card(args) -> int:
     return 0
 
 
+# --- issue 16: the training-mixture recipe -----------------------------------------------------------------
+
+# Recipes compared by `data-stats` and `recipe-ab`: MixtureDataset keyword arguments (the shipped run's recipe
+# is `shipped`; `fixed` is what conf/separation/convtasnet_small_8k.yaml trains on now).
+RECIPES = {
+    "shipped": {},
+    "sqrt": {"speaker_weighting": "sqrt"},
+    "min_speaker_300s": {"min_speaker_seconds": 300.0},
+    "trim_overlap": {"trim_db": 30.0, "min_overlap": 0.5},
+    "balanced_dense": {"speaker_weighting": "sqrt", "trim_db": 30.0, "min_overlap": 0.5},
+    "perturb": {"speed_range": (0.9, 1.1), "eq_db": 6.0},
+}
+RECIPE_KEYS = ("speaker_weighting", "min_speaker_seconds", "trim_db", "min_overlap", "max_redraws", "speed_range",
+               "eq_db")
+
+
+def recipe(name: str, preset: str = "convtasnet_small_8k") -> dict:
+    """The MixtureDataset keyword arguments of a named recipe; ``preset``: the training-mixture recipe the
+    separation preset trains on now (read from its config, so this bench follows conf/separation/)."""
+    if name != "preset":
+        return dict(RECIPES[name])
+    from omegaconf import OmegaConf
+
+    from sonotok.training.train import compose_config
+
+    d = OmegaConf.to_container(compose_config([f"separation={preset}"], config_name="separate").data, resolve=True)
+    return {k: d[k] for k in RECIPE_KEYS if k in d}
+
+
+def mixture_stats(ds, n: int, epoch: int = 0) -> dict:
+    """What the model is fed: per-source activity (20 ms frames within 30 dB of the source's loudest), how
+    much of the segment has every source active, active-speech level ratio, padding, speaker shares."""
+    import numpy as np
+
+    from sonotok.data.mixtures import activity
+
+    sr, frame = ds.sample_rate, ds.sample_rate // 50
+    act, both, ratio, lvl, zeros, silent, pieces, small = [], [], [], [], [], [], [], []
+    for i in range(n):
+        rec = ds.describe(i, epoch)
+        item = ds[(i, epoch)]
+        s = item["sources"]
+        a = activity(s, sr)
+        fa = a.float().mean(1)
+        act += fa.tolist()
+        both.append(float(a.all(0).float().mean()))
+        ratio.append(float(a.all(0).float().sum() / a.any(0).float().sum().clamp(min=1)))
+        levels = []
+        for k in range(s.shape[0]):
+            m = a[k].repeat_interleave(frame)
+            x = s[k][: m.numel()][m]
+            levels.append(10 * np.log10(float(x.pow(2).mean()) + 1e-12) if x.numel() else -120.0)
+        lvl.append(levels[1] - levels[0])
+        zeros.append(float((s == 0).float().mean()))
+        silent.append(bool(fa.min() < 0.2))
+        pieces += [len(src["pieces"]) for src in rec["sources"]]
+        small.append(any(ds.speaker_seconds.get(sp, 0.0) < 300 for sp in rec["speakers"]))
+    pct = lambda v, q=(5, 25, 50, 75, 95): [round(float(x), 2) for x in np.percentile(v, q)]  # noqa: E731
+    return {"num_mixtures": n, "segment_seconds": ds.segment_seconds,
+            "source_active_fraction_pct5_25_50_75_95": pct(act),
+            "mixtures_with_a_source_active_under_20pct": float(np.mean(silent)),
+            "all_sources_active_fraction_of_segment_mean": float(np.mean(both)),
+            "mixtures_with_all_active_under_50pct": float(np.mean(np.array(both) < 0.5)),
+            "overlap_ratio_mean": float(np.mean(ratio)),
+            "active_level_ratio_db_pct5_25_50_75_95": pct(lvl, (5, 25, 50, 75, 95)),
+            "exact_zero_sample_fraction_mean": float(np.mean(zeros)),
+            "utterances_per_source_mean": float(np.mean(pieces)),
+            "mixtures_with_a_speaker_under_5_min": float(np.mean(small)),
+            "speakers": len(ds.speakers), "speakers_under_5_min": sum(v < 300 for v in ds.speaker_seconds.values())}
+
+
+def cmd_data_stats(args) -> int:
+    from sonotok.data.mixtures import MixtureDataset
+
+    torch.set_num_threads(args.threads)
+    corpus = Path(args.corpus)
+    out = {"command": ".venv/bin/python bench/separation.py " + " ".join(sys.argv[1:]), "recipes": {}}
+    for name in args.recipes:
+        kw = recipe(name)
+        ds = MixtureDataset(corpus / "train.jsonl", 2, 8000, args.seconds, length=args.num_mixtures, seed=0, **kw)
+        out["recipes"][name] = {"kwargs": kw, **mixture_stats(ds, args.num_mixtures)}
+        print(name, json.dumps(out["recipes"][name]), flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    keys = [k for k in next(iter(out["recipes"].values())) if k not in ("kwargs", "num_mixtures", "speakers")]
+    print("\n| statistic | " + " | ".join(out["recipes"]) + " |\n|---|" + "---:|" * len(out["recipes"]))
+    for k in keys:
+        print(f"| {k} | " + " | ".join(str(r[k] if not isinstance(r[k], float) else round(r[k], 3))
+                                      for r in out["recipes"].values()) + " |")
+    print(f"\nwritten {args.out}")
+    return 0
+
+
+def cmd_recipe_ab(args) -> int:
+    """The same model (same initial weights), the same number of steps, only the training mixtures differ;
+    each then on the same fixed valid and test mixtures."""
+    import numpy as np
+
+    from sonotok.data.mixtures import MixtureDataset, collate_mixtures, fixed_test_set
+    from sonotok.losses.separation import PITSISNRLoss, sisnr_improvement
+    from sonotok.models.separation import conv_tasnet
+
+    torch.set_num_threads(args.threads)
+    corpus = Path(args.corpus)
+    sizes = {"tiny": dict(N=64, L=16, B=32, H=64, X=4, R=2), "small": dict(N=128, L=32, B=64, H=128, X=7, R=2)}
+    evals = {split: fixed_test_set(corpus / f"{split}.jsonl", args.num_mixtures, 2, 8000, 4.0, seed=1234)
+             for split in ("valid", "test")}
+    out = {"command": ".venv/bin/python bench/separation.py " + " ".join(sys.argv[1:]), "size": args.size,
+           "steps": args.steps, "batch": f"{args.batch} x {args.seconds} s", "runs": []}
+    for name in args.recipes:
+        torch.manual_seed(args.seed)
+        model = conv_tasnet(**sizes[args.size])
+        opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+        loss_fn = PITSISNRLoss()
+        kw = recipe(name)
+        ds = MixtureDataset(corpus / "train.jsonl", 2, 8000, args.seconds, length=10**9, seed=args.seed, **kw)
+        t0, train = time.perf_counter(), []
+        model.train()
+        for step in range(args.steps):
+            batch = collate_mixtures([ds[(step * args.batch + i, 0)] for i in range(args.batch)])
+            loss = loss_fn(model(batch["mix"]), batch["sources"])["sep/sisnr"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            train.append(-float(loss.detach()))
+        minutes = (time.perf_counter() - t0) / 60
+        model.eval()
+        row = {"recipe": name, "kwargs": kw, "steps": args.steps, "train_minutes": round(minutes, 2),
+               "train_sisnr_last_50": float(np.mean(train[-50:]))}
+        with torch.no_grad():
+            for split, ev in evals.items():
+                v = [float(sisnr_improvement(model(ev[i]["mix"][None]), ev[i]["sources"][None], ev[i]["mix"][None])[0])
+                     for i in range(len(ev))]
+                row[f"{split}_sisnri"] = float(np.mean(v))
+        out["runs"].append(row)
+        print(json.dumps(row), flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\n{args.size} Conv-TasNet, {args.steps} steps of {out['batch']}, same initial weights; SI-SNRi on "
+          f"{args.num_mixtures} fixed mixtures of held-out speakers\n")
+    print("| training mixtures | valid SI-SNRi (dB) | test SI-SNRi (dB) | train SI-SNR, last 50 steps | minutes |")
+    print("|---|---:|---:|---:|---:|")
+    for r in out["runs"]:
+        print(f"| {r['recipe']} | {r['valid_sisnri']:.2f} | {r['test_sisnri']:.2f} | {r['train_sisnr_last_50']:.2f} | "
+              f"{r['train_minutes']:.1f} |")
+    print(f"\nwritten {args.out}")
+    return 0
+
+
+def cmd_retrain(args) -> int:
+    """Train the shipped small 8 kHz recipe (with its current, fixed training mixtures) for ``--minutes`` on
+    ``--threads`` threads, then evaluate it on the fixed held-out test mixtures next to the shipped model."""
+    import subprocess
+
+    import sonotok
+    from sonotok.data.mixtures import fixed_test_set
+    from sonotok.evaluation.separation import evaluate_separation
+
+    corpus = Path(args.corpus)
+    run = Path(args.run_dir)
+    m = float(args.minutes)
+    hh, mm, ss = int(m // 60), int(m % 60), int(round((m * 60) % 60))
+    cmd = [sys.executable, "-m", "sonotok.cli", "train", "--config-name", "separate", f"separation={args.preset}",
+           f"out_dir={run}", f"threads={args.threads}", f"trainer.max_time={0:02d}:{hh:02d}:{mm:02d}:{ss:02d}",
+           f"++schedule.total_minutes={m:g}", f"data.train={corpus / 'train.jsonl'}",
+           f"data.valid={corpus / 'valid.jsonl'}", "trainer.enable_progress_bar=false", *args.overrides]
+    load_start = os.getloadavg()
+    if not args.skip_train:
+        print(" ".join(cmd), flush=True)
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OMP_WAIT_POLICY="PASSIVE")
+        subprocess.run(cmd, check=True, cwd=ROOT, env=env)
+    torch.set_num_threads(args.threads)
+    test = fixed_test_set(corpus / "test.jsonl", args.num_mixtures, 2, 8000, 4.0, seed=1234)
+    results = {}
+    for name, path in (("retrained", run / "model"), *((("shipped", "default"),) if args.with_shipped else ())):
+        model = sonotok.load_separator(str(path)) if name == "shipped" else sonotok.load(path)
+        results[name] = {"model": str(path), **evaluate_separation(model, test, oracles=[])["model"],
+                         **{k: v for k, v in getattr(model, "meta", {}).items() if k in ("train_steps", "train_minutes_last_run")}}
+        print(f"{name}: SI-SNRi {results[name]['sisnri']:.2f} dB, SDRi {results[name]['sdri']:.2f} dB", flush=True)
+    out = {"command": ".venv/bin/python bench/separation.py " + " ".join(sys.argv[1:]), "train_command": " ".join(cmd),
+           "machine": _machine(args.threads, load_start), "preset": args.preset, "minutes": m,
+           "test": {"manifest": str(corpus / "test.jsonl"), "num_mixtures": args.num_mixtures, "seconds_each": 4.0,
+                    "seed": 1234}, "results": results}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nwritten {args.out}")
+    return 0
+
+
 def _rows(path: Path) -> list:
     from sonotok.data.corpus import read_manifest
 
@@ -585,6 +780,41 @@ def main() -> int:
     k.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "separation_learning_curve.png"))
     k.add_argument("--figure-rel", default="docs/figures/separation_learning_curve.png")
     k.set_defaults(func=cmd_card)
+    d = sub.add_parser("data-stats", help="statistics of the training mixtures as fed to the model, per recipe")
+    d.add_argument("--recipes", nargs="+", default=["shipped", "preset"],
+                   choices=sorted(RECIPES) + ["preset"])
+    d.add_argument("--corpus", default=str(ROOT / "data" / "corpus-full"))
+    d.add_argument("--num-mixtures", type=int, default=300)
+    d.add_argument("--seconds", type=float, default=2.0)
+    d.add_argument("--threads", type=int, default=1)
+    d.add_argument("--out", default=str(ROOT / "data" / "sep-diag" / "mixture_stats.json"))
+    d.set_defaults(func=cmd_data_stats)
+    a = sub.add_parser("recipe-ab", help="same model and steps, training-mixture recipes compared on held-out mixtures")
+    a.add_argument("--recipes", nargs="+", default=["shipped", "preset"],
+                   choices=sorted(RECIPES) + ["preset"])
+    a.add_argument("--size", default="tiny", choices=["tiny", "small"])
+    a.add_argument("--steps", type=int, default=150)
+    a.add_argument("--batch", type=int, default=4)
+    a.add_argument("--seconds", type=float, default=2.0)
+    a.add_argument("--lr", type=float, default=1e-3)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--corpus", default=str(ROOT / "data" / "corpus-full"))
+    a.add_argument("--num-mixtures", type=int, default=40)
+    a.add_argument("--threads", type=int, default=1)
+    a.add_argument("--out", default=str(ROOT / "data" / "sep-diag" / "recipe_ab.json"))
+    a.set_defaults(func=cmd_recipe_ab)
+    r = sub.add_parser("retrain", help="train the shipped recipe (fixed mixtures) for --minutes, then evaluate it")
+    r.add_argument("--minutes", type=float, required=True, help="training wall-clock budget (also the cosine horizon)")
+    r.add_argument("--preset", default="convtasnet_small_8k")
+    r.add_argument("--threads", type=int, default=2)
+    r.add_argument("--corpus", default=str(ROOT / "data" / "corpus-full"))
+    r.add_argument("--run-dir", default=str(ROOT / "runs" / "separator-8k-fixed"))
+    r.add_argument("--num-mixtures", type=int, default=100)
+    r.add_argument("--with-shipped", action="store_true", help="also evaluate the shipped `default` on the same mixtures")
+    r.add_argument("--skip-train", action="store_true", help="evaluate the model already in --run-dir")
+    r.add_argument("--out", default=str(ROOT / "bench" / "results" / "separation_retrain.json"))
+    r.add_argument("overrides", nargs="*", help="more Hydra overrides for the training run")
+    r.set_defaults(func=cmd_retrain)
     args = ap.parse_args()
     return args.func(args)
 

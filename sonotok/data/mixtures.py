@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Sequence
 import lightning.pytorch as pl
 import numpy as np
 import torch
+import torchaudio.functional as AF
 from torch.utils.data import DataLoader, Dataset
 
 from sonotok.data.audio import is_audio_path, load_audio, resample
@@ -75,6 +76,43 @@ def _rms(x: torch.Tensor) -> float:
     return float(x.pow(2).mean().sqrt())
 
 
+SPEAKER_WEIGHTINGS = ("uniform", "sqrt", "duration")
+ACTIVE_DB = 30.0  # a 20 ms frame is active when within this many dB of its source's loudest frame
+
+
+def activity(x: torch.Tensor, sample_rate: int, below_peak_db: float = ACTIVE_DB) -> torch.Tensor:
+    """Active 20 ms frames of ``x [S, T]`` (or ``[T]``): ``[S, T // frame]`` booleans, a frame active when its
+    energy is within ``below_peak_db`` of that row's loudest frame (a silent row has none active)."""
+    x = x.reshape(-1, x.shape[-1])
+    frame = max(1, int(sample_rate) // 50)
+    n = x.shape[-1] // frame
+    if n == 0:
+        return torch.zeros(x.shape[0], 0, dtype=torch.bool)
+    e = x[:, : n * frame].reshape(x.shape[0], n, frame).pow(2).mean(-1)
+    db = 10 * torch.log10(e + 1e-20)
+    peak = db.max(-1, keepdim=True).values
+    return (db > peak - below_peak_db) & (e > 0) & (peak > -200)
+
+
+def overlap_fraction(sources: torch.Tensor, sample_rate: int) -> float:
+    """Fraction of the 20 ms frames of ``sources [S, T]`` in which every source is active (:func:`activity`)."""
+    a = activity(sources, sample_rate)
+    return float(a.all(0).float().mean()) if a.shape[-1] else 0.0
+
+
+@functools.lru_cache(maxsize=65536)
+def speech_span(path: str, sample_rate: int, trim_db: float) -> tuple:
+    """``(start, end)`` seconds of the part of a file between its first and last voiced 20 ms frame
+    (:func:`sonotok.data.corpus.segment.trim_silence` with ``trim_db``, 20 ms kept either side); cached."""
+    from sonotok.data.corpus.segment import trim_silence
+
+    x = load_audio(path, sample_rate, "downmix")[0].numpy()
+    a, b = trim_silence(x, sample_rate, pad=0.02, rel_threshold_db=trim_db, abs_threshold_db=-200.0)
+    if b <= a:  # nothing voiced: keep the whole file (its RMS normalisation is then the caller's business)
+        return 0.0, x.shape[-1] / sample_rate
+    return a / sample_rate, b / sample_rate
+
+
 class MixtureDataset(Dataset):
     """On-the-fly speech mixtures of different speakers from a JSONL manifest.
 
@@ -106,6 +144,28 @@ class MixtureDataset(Dataset):
             ``language`` and ``source``, as the corpus writes them): packages that do not name their voices
             may hold one volunteer under several ids (Tux Paint, KLettres, KTuberling). A draw that cannot
             satisfy it (too few speakers) falls back to any distinct ids.
+        speaker_weighting: how speakers are drawn: ``"uniform"`` (every id equally often, whatever its amount of
+            audio), ``"sqrt"`` (in proportion to the square root of its total duration) or ``"duration"``
+            (in proportion to it). The many-voice corpus has 49 of its 66 train ids under 5 minutes each
+            (7% of the audio); uniform draws put one of them in 95% of the mixtures.
+        min_speaker_seconds: leave out speakers with less audio than this in the manifest (``0``: keep all;
+            at least ``num_sources`` must remain).
+        trim_db: trim each utterance's leading and trailing silence (20 ms frames more than ``trim_db``
+            below its loudest, :func:`sonotok.data.corpus.segment.trim_silence`) before it is placed in a
+            track, so pauses are only the drawn ones (``None``: no trimming). The spans are read from the audio
+            once per file and cached, so :meth:`describe` then reads audio.
+        min_overlap: redraw a mixture (up to ``max_redraws`` times, then keep the best draw) until every
+            source is active (a 20 ms frame within 30 dB of that source's loudest) together over at least
+            this fraction of the segment (``0``: no check). Redraws are seeded by ``(seed, epoch, index,
+            attempt)``, so items stay a pure function of ``(seed, epoch, index)``.
+        max_redraws: see ``min_overlap``.
+        speed_range: ``(low, high)``: each source is played faster or slower by a factor drawn uniformly in
+            it (rounded to 0.01; tempo and pitch change together, ``torchaudio.functional.resample``), as
+            the speed perturbation of dynamic-mixing separation recipes: new voices from the ones there are.
+            ``None``: off.
+        eq_db: each source gets a random low shelf (250 Hz) and high shelf (1.5 kHz) of gains uniform in
+            ``[-eq_db, eq_db]`` (``torchaudio.functional.bass_biquad`` / ``treble_biquad``), so a speaker's
+            recording chain (spectral balance) stops telling the sources apart; ``0``: off.
     """
 
     def __init__(self, manifest: str | os.PathLike, num_sources: int = 2, sample_rate: int = 8000,
@@ -113,7 +173,9 @@ class MixtureDataset(Dataset):
                  noise_prob: float = 0.0, noise_snr_db: Sequence[float] = (5.0, 20.0), music_prob: float = 0.5,
                  music_glob: str = MUSIC_GLOB, seed: int = 0, fixed: bool = False, target_rms: float = 0.1,
                  fill: bool = True, max_pause: float = 0.3, bandwidth: str | None = "auto",
-                 reverb_prob: float = 0.0, avoid_same_voice: bool = True):
+                 reverb_prob: float = 0.0, avoid_same_voice: bool = True, speaker_weighting: str = "uniform",
+                 min_speaker_seconds: float = 0.0, trim_db: float | None = None, min_overlap: float = 0.0,
+                 max_redraws: int = 10, speed_range: Sequence[float] | None = None, eq_db: float = 0.0):
         path = Path(manifest)
         if not path.is_file():
             raise MixtureError(f"{path}: no such manifest (build one with `sonotok corpus build`)")
@@ -134,6 +196,26 @@ class MixtureDataset(Dataset):
             by_spk[str(r["speaker"])].append(r)
         if num_sources < 1:
             raise MixtureError(f"num_sources must be >= 1, got {num_sources}")
+        if speaker_weighting not in SPEAKER_WEIGHTINGS:
+            raise MixtureError(f"speaker_weighting must be one of {', '.join(SPEAKER_WEIGHTINGS)}, "
+                               f"got {speaker_weighting!r}")
+        if not 0.0 <= float(min_overlap) < 1.0:
+            raise MixtureError(f"min_overlap is a fraction of the segment in [0, 1), got {min_overlap}")
+        if trim_db is not None and float(trim_db) <= 0:
+            raise MixtureError(f"trim_db must be a positive number of dB below the loudest frame (or None), got {trim_db}")
+        if speed_range is not None:
+            speed_range = tuple(float(v) for v in speed_range)
+            if len(speed_range) != 2 or not 0.5 <= speed_range[0] <= speed_range[1] <= 2.0:
+                raise MixtureError(f"speed_range must be (low, high) with 0.5 <= low <= high <= 2, got {speed_range}")
+        if float(eq_db) < 0:
+            raise MixtureError(f"eq_db must be >= 0 (the largest shelf gain in dB), got {eq_db}")
+        seconds = {k: sum(float(r.get("duration") or 0.0) for r in rs) for k, rs in by_spk.items()}
+        if min_speaker_seconds > 0:
+            kept = {k: rs for k, rs in by_spk.items() if seconds[k] >= float(min_speaker_seconds)}
+            if len(kept) < num_sources:
+                raise MixtureError(f"{path}: min_speaker_seconds={min_speaker_seconds} leaves {len(kept)} of "
+                                   f"{len(by_spk)} speakers; {num_sources}-speaker mixtures need {num_sources}")
+            by_spk = defaultdict(list, kept)
         if len(by_spk) < num_sources:
             raise MixtureError(f"{path}: {num_sources}-speaker mixtures need {num_sources} different speakers, "
                                f"the manifest has {len(by_spk)} ({', '.join(sorted(by_spk))})")
@@ -157,6 +239,20 @@ class MixtureDataset(Dataset):
         self.max_pause = float(max_pause)
         self.bandwidth = bandwidth
         self.reverb_prob = float(reverb_prob)
+        self.speaker_weighting = speaker_weighting
+        self.min_speaker_seconds = float(min_speaker_seconds)
+        self.trim_db = None if trim_db is None else float(trim_db)
+        self.min_overlap = float(min_overlap)
+        self.max_redraws = max(0, int(max_redraws))
+        self.speed_range = speed_range
+        self.eq_db = float(eq_db)
+        self.speaker_seconds = {k: seconds[k] for k in self.speakers}
+        w = np.array([{"uniform": 1.0, "sqrt": np.sqrt(seconds[k]), "duration": seconds[k]}[speaker_weighting]
+                      for k in self.speakers], dtype=np.float64)
+        if speaker_weighting != "uniform" and not (w > 0).all():
+            raise MixtureError(f"{path}: speaker_weighting={speaker_weighting!r} needs a positive 'duration' for every "
+                               f"speaker; no audio listed for {', '.join(k for k, v in zip(self.speakers, w) if v <= 0)}")
+        self._weights = None if speaker_weighting == "uniform" else w
         # speaker -> (language, source family) where known: ids that may be one volunteer conflict
         voice = {}
         for k, rs in self.rows.items():
@@ -172,12 +268,24 @@ class MixtureDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def _rng(self, index: int, epoch: int) -> np.random.Generator:
-        return np.random.default_rng(_seed_for(self.seed, 0 if self.fixed else epoch, index))
+    def _rng(self, index: int, epoch: int, attempt: int = 0) -> np.random.Generator:
+        seed = _seed_for(self.seed, 0 if self.fixed else epoch, index)
+        if attempt:
+            seed = _seed_for(seed, attempt, index)
+        return np.random.default_rng(seed)
 
-    def describe(self, index: int, epoch: int | None = None) -> Dict[str, Any]:
-        """The recipe of mixture ``index``: speakers, files, offsets, levels, noise (no audio read)."""
-        rng = self._rng(int(index), self.epoch if epoch is None else int(epoch))
+    def _utterance(self, row: dict) -> tuple:
+        """``(start, seconds)`` of an utterance's usable part: all of it, or its trimmed span (``trim_db``)."""
+        dur = float(row.get("duration") or 0.0)
+        if self.trim_db is None:
+            return 0.0, dur
+        a, b = speech_span(row["abspath"], self.sample_rate, self.trim_db)
+        return a, max(0.0, b - a)
+
+    def describe(self, index: int, epoch: int | None = None, attempt: int = 0) -> Dict[str, Any]:
+        """The recipe of mixture ``index``: speakers, files, offsets, levels, noise (no audio read unless
+        ``trim_db`` is set; ``attempt`` > 0: the redraws of ``min_overlap``)."""
+        rng = self._rng(int(index), self.epoch if epoch is None else int(epoch), int(attempt))
         spk = self._draw_speakers(rng)
         srcs = []
         seg = self.segment_seconds
@@ -185,14 +293,16 @@ class MixtureDataset(Dataset):
             rows = self.rows[s]
             pieces = []
             pos = 0.0
+            speed = 1.0 if self.speed_range is None else round(float(rng.uniform(*self.speed_range)), 2)
+            seg = self.segment_seconds * speed  # the track is laid out in the source's own time
             while pos < seg - 0.05:
                 row = rows[int(rng.integers(len(rows)))]
-                dur = float(row.get("duration") or 0.0)
+                start, dur = self._utterance(row)
                 if self.fill:
                     # a speaker track: utterances of this speaker back to back (short pauses) fill the segment
                     offset = float(rng.uniform(0, max(0.0, dur - (seg - pos)))) if not pieces else 0.0
                     take = min(dur - offset, seg - pos)
-                    pieces.append({"path": row["abspath"], "offset": offset, "place": pos, "seconds": take})
+                    pieces.append({"path": row["abspath"], "offset": start + offset, "place": pos, "seconds": take})
                     pos += take + float(rng.uniform(0.0, self.max_pause))
                 else:
                     slack = dur - seg
@@ -200,7 +310,8 @@ class MixtureDataset(Dataset):
                         offset, place = float(rng.uniform(0, slack)), 0.0
                     else:
                         offset, place = 0.0, float(rng.uniform(0, -slack))
-                    pieces.append({"path": row["abspath"], "offset": offset, "place": place, "seconds": min(dur, seg)})
+                    pieces.append({"path": row["abspath"], "offset": start + offset, "place": place,
+                                   "seconds": min(dur, seg)})
                     break
                 if dur <= 0:
                     break
@@ -208,6 +319,10 @@ class MixtureDataset(Dataset):
             src = {"speaker": s, "pieces": pieces, "gain_db": gain}
             if self.reverb_prob > 0 and rng.random() < self.reverb_prob:
                 src["reverb_seed"] = int(rng.integers(2**31))
+            if speed != 1.0:
+                src["speed"] = speed
+            if self.eq_db > 0:
+                src["eq_db"] = [float(rng.uniform(-self.eq_db, self.eq_db)) for _ in range(2)]
             srcs.append(src)
         noise: Dict[str, Any] | None = None
         if self.noise_prob > 0 and rng.random() < self.noise_prob:
@@ -220,25 +335,36 @@ class MixtureDataset(Dataset):
             else:
                 color = ["white", "pink", "brown"][int(rng.integers(3))]
                 noise = {"kind": color, "seed": int(rng.integers(2**31)), "snr_db": snr}
-        return {"index": int(index), "speakers": spk, "sources": srcs, "noise": noise}
+        recipe = {"index": int(index), "speakers": spk, "sources": srcs, "noise": noise}
+        if attempt:
+            recipe["attempt"] = int(attempt)
+        return recipe
 
     def _conflict(self, a: str, b: str) -> bool:
         va, vb = self._voice.get(a), self._voice.get(b)
         return va is not None and vb is not None and va[0] == vb[0] and va[1] != vb[1]
 
     def _draw_speakers(self, rng: np.random.Generator) -> List[str]:
+        w = self._weights
         if not self._voice:  # nothing known about voices: one draw of distinct ids
-            return [self.speakers[i] for i in rng.choice(len(self.speakers), self.num_sources, replace=False)]
+            p = None if w is None else w / w.sum()
+            return [self.speakers[i] for i in rng.choice(len(self.speakers), self.num_sources, replace=False, p=p)]
         chosen: List[str] = []
+        index = {s: i for i, s in enumerate(self.speakers)}
         for _ in range(self.num_sources):
             free = [s for s in self.speakers if s not in chosen]
             ok = [s for s in free if not any(self._conflict(s, c) for c in chosen)]
             pool = ok or free
-            chosen.append(pool[int(rng.integers(len(pool)))])
+            if w is None:
+                chosen.append(pool[int(rng.integers(len(pool)))])
+            else:
+                pw = np.array([w[index[s]] for s in pool])
+                chosen.append(pool[int(rng.choice(len(pool), p=pw / pw.sum()))])
         return chosen
 
     def _read(self, src: Dict[str, Any]) -> torch.Tensor:
-        n = self.segment_length
+        speed = float(src.get("speed", 1.0))
+        n = int(round(self.segment_length * speed))
         out = torch.zeros(n)
         for pc in src["pieces"]:
             start = int(round(pc["place"] * self.sample_rate))
@@ -249,6 +375,14 @@ class MixtureDataset(Dataset):
             wav = wav[: min(int(round(pc["seconds"] * self.sample_rate)), n)]
             start = min(start, n - wav.numel())
             out[start : start + wav.numel()] += wav
+        if speed != 1.0:  # play `speed` times faster: n samples become segment_length
+            out = AF.resample(out, int(round(100 * speed)), 100)
+        m = self.segment_length
+        out = torch.nn.functional.pad(out[:m], (0, max(0, m - out.numel())))
+        if src.get("eq_db") is not None:
+            low, high = src["eq_db"]
+            out = AF.bass_biquad(out, self.sample_rate, low, central_freq=250.0)
+            out = AF.treble_biquad(out, self.sample_rate, high, central_freq=min(1500.0, 0.4 * self.sample_rate))
         return out
 
     def render(self, recipe: Dict[str, Any]) -> Dict[str, torch.Tensor]:
@@ -291,7 +425,18 @@ class MixtureDataset(Dataset):
             index, epoch = int(index[0]), int(index[1])
         else:
             index, epoch = int(index), self.epoch
-        return self.render(self.describe(index, epoch))
+        item = self.render(self.describe(index, epoch))
+        if self.min_overlap <= 0:
+            return item
+        best, best_ov = item, overlap_fraction(item["sources"], self.sample_rate)
+        for attempt in range(1, self.max_redraws + 1):
+            if best_ov >= self.min_overlap:
+                break
+            item = self.render(self.describe(index, epoch, attempt))
+            ov = overlap_fraction(item["sources"], self.sample_rate)
+            if ov > best_ov:
+                best, best_ov = item, ov
+        return best
 
 
 def fixed_test_set(manifest: str | os.PathLike, num_mixtures: int = 100, num_sources: int = 2,
@@ -423,13 +568,20 @@ class MixtureDataModule(pl.LightningDataModule):
         valid_segment_seconds: validation mixture length.
         max_relative_db, noise_prob, noise_snr_db, music_prob, bandwidth, reverb_prob: see :class:`MixtureDataset`.
         seed: seed of the training mixtures (validation uses ``seed + 1``).
+        speaker_weighting, min_speaker_seconds, trim_db, min_overlap, max_redraws, speed_range, eq_db: the
+            training-mixture recipe
+            (:class:`MixtureDataset`); they apply to the **training** mixtures only, so the validation set stays
+            the benchmark's recipe (the one ``fixed_test_set`` draws) and its SI-SNRi stays comparable.
     """
 
     def __init__(self, train: str, valid: str | None = None, num_sources: int = 2, sample_rate: int = 8000,
                  segment_seconds: float = 4.0, batch_size: int = 4, num_workers: int = 0, epoch_size: int = 10000,
                  valid_size: int = 32, valid_segment_seconds: float = 4.0, max_relative_db: float = 5.0,
                  noise_prob: float = 0.0, noise_snr_db: Sequence[float] = (5.0, 20.0), music_prob: float = 0.5,
-                 seed: int = 0, pin_memory: bool = False, bandwidth: str | None = "auto", reverb_prob: float = 0.0):
+                 seed: int = 0, pin_memory: bool = False, bandwidth: str | None = "auto", reverb_prob: float = 0.0,
+                 speaker_weighting: str = "uniform", min_speaker_seconds: float = 0.0, trim_db: float | None = None,
+                 min_overlap: float = 0.0, max_redraws: int = 10, speed_range: Sequence[float] | None = None,
+                 eq_db: float = 0.0):
         super().__init__()
         self.train_source, self.valid_source = str(train), (None if valid is None else str(valid))
         self.num_sources = int(num_sources)
@@ -443,6 +595,9 @@ class MixtureDataModule(pl.LightningDataModule):
         self.mix_kwargs = dict(max_relative_db=max_relative_db, noise_prob=noise_prob,
                                noise_snr_db=tuple(noise_snr_db), music_prob=music_prob, bandwidth=bandwidth,
                                reverb_prob=reverb_prob)
+        self.train_kwargs = dict(speaker_weighting=speaker_weighting, min_speaker_seconds=min_speaker_seconds,
+                                 trim_db=trim_db, min_overlap=min_overlap, max_redraws=max_redraws,
+                                 speed_range=None if speed_range is None else tuple(speed_range), eq_db=eq_db)
         self.seed = int(seed)
         self.pin_memory = pin_memory
         self.train_dataset: Dataset | None = None
@@ -458,7 +613,7 @@ class MixtureDataModule(pl.LightningDataModule):
             return ds
         if train:
             return MixtureDataset(source, self.num_sources, self.sample_rate, self.segment_seconds,
-                                  length=self.epoch_size, seed=self.seed, **self.mix_kwargs)
+                                  length=self.epoch_size, seed=self.seed, **self.mix_kwargs, **self.train_kwargs)
         return fixed_test_set(source, self.valid_size, self.num_sources, self.sample_rate,
                               self.valid_segment_seconds, seed=self.seed + 1, **self.mix_kwargs)
 
