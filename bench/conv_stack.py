@@ -113,8 +113,13 @@ def plain_twin(m: nn.Module) -> nn.Module:
     from sonotok.modules.conv import StreamingConv1d, StreamingConvTranspose1d
     from sonotok.modules.lstm import StreamingLSTM
     from sonotok.modules.reflect_conv import AlignedResidual, ReflectPadConv1d
-    from sonotok.modules.streaming import (Conv, ConvTranspose, Stateless, StreamingResidual,
-                                           StreamingSequential)
+    from sonotok.modules.streaming import (
+        Conv,
+        ConvTranspose,
+        Stateless,
+        StreamingResidual,
+        StreamingSequential,
+    )
 
     if isinstance(m, ReflectPadConv1d):
         return _PadConv(_plain_conv(m.conv), m.padding, m.stride, m.kernel_size, "reflect", True)

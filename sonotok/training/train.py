@@ -135,7 +135,13 @@ def build_codec(cfg: DictConfig) -> Tuple[Any, Dict[str, Any]]:
     if not init_from:
         return instantiate(cfg.codec), OmegaConf.to_container(cfg.codec, resolve=True)
     from sonotok.errors import ModelLoadError
-    from sonotok.model_io import CONFIG_NAME, load_model, rebuild_with_weights, resolve_model_path, upgrade_targets
+    from sonotok.model_io import (
+        CONFIG_NAME,
+        load_model,
+        rebuild_with_weights,
+        resolve_model_path,
+        upgrade_targets,
+    )
 
     path = resolve_model_path(init_from)
     if not path.is_dir():
