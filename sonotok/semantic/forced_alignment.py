@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from sonotok.errors import ModelLoadError, SonotokError
+from sonotok.semantic.transcripts import bytes_to_unicode
 
 __all__ = ["WhisperAligner", "WhisperBPE", "token_times", "voiced_region", "word_spans_ok"]
 
@@ -39,18 +40,6 @@ HOP = 160  # Whisper's mel hop: 100 mel frames per second, 50 encoder frames per
 # GPT-2's pre-tokenizer (\p{L} -> [^\W\d_], \p{N} -> \d): any segmentation into vocabulary tokens aligns, the
 # canonical one is what Whisper was trained on
 _PRETOK = re.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+""")
-
-
-def _bytes_to_unicode() -> Dict[int, str]:
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
 
 
 class WhisperBPE:
@@ -74,7 +63,7 @@ class WhisperBPE:
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ModelLoadError(f"{path}: not a byte-level BPE tokenizer.json ({type(e).__name__}: {e})") from e
         self.ranks = {m: i for i, m in enumerate(merges)}
-        self.byte_chars = _bytes_to_unicode()
+        self.byte_chars = bytes_to_unicode()
         self._cache: Dict[str, List[int]] = {}
 
     def token_id(self, token: str) -> int:

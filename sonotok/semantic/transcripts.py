@@ -44,7 +44,8 @@ SAMPLE_RATE = 16000
 
 
 # ----------------------------------------------------------------------------- Whisper decoding
-def _byte_decoder() -> Dict[str, int]:
+def bytes_to_unicode() -> Dict[int, str]:
+    """GPT-2 / Whisper byte-level BPE: each byte's printable stand-in character."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     cs = bs[:]
     n = 0
@@ -53,7 +54,11 @@ def _byte_decoder() -> Dict[str, int]:
             bs.append(b)
             cs.append(256 + n)
             n += 1
-    return {chr(c): b for b, c in zip(bs, cs)}
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+def _byte_decoder() -> Dict[str, int]:
+    return {c: b for b, c in bytes_to_unicode().items()}
 
 
 class WhisperASR:
