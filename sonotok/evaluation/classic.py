@@ -134,13 +134,14 @@ def align(ref: np.ndarray, out: np.ndarray, max_lag: int) -> np.ndarray:
 
 
 def evaluate_classic(codec: ClassicCodec, files: Sequence[str | Path], sample_rate: int = 16000,
-                     max_seconds: float | None = None, max_lag_ms: float = 100.0) -> Dict:
+                     max_seconds: float | None = None, max_lag_ms: float = 100.0, extra_metrics=None) -> Dict:
     """Round-trip ``files`` (read at ``sample_rate``, mono) through ``codec`` and score them.
 
     Returns:
         ``{"summary": {...}, "files": [...]}`` with the keys of :func:`sonotok.evaluation.codec.evaluate`'s
         quality metrics plus ``bitrate_kbps`` (measured payload), ``nominal_kbps``, ``delay_ms`` and
-        ``x_realtime`` (whole round trip, including the programs' start-up).
+        ``x_realtime`` (whole round trip, including the programs' start-up); ``extra_metrics`` as in
+        :func:`sonotok.evaluation.codec.evaluate`.
     """
     from sonotok.data.audio import load_audio
     from sonotok.metrics.quality import mel_distance, pesq_wb, si_sdr, stoi
@@ -162,10 +163,12 @@ def evaluate_classic(codec: ClassicCodec, files: Sequence[str | Path], sample_ra
         seconds += dur
         rows.append({"path": str(f), "duration": dur, "pesq_wb": float(pesq_wb(ref, est, sample_rate)),
                      "stoi": float(stoi(ref, est, sample_rate)), "si_sdr": float(si_sdr(ref, est)),
-                     "mel_distance": float(mel_distance(ref, est, sample_rate)), "kbps": nbits / dur / 1000})
+                     "mel_distance": float(mel_distance(ref, est, sample_rate)), "kbps": nbits / dur / 1000,
+                     **(extra_metrics(ref, est, sample_rate) if extra_metrics is not None else {})})
     if not rows:
         raise SonotokError("evaluate_classic: no files given")
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("pesq_wb", "stoi", "si_sdr", "mel_distance")}
+    keys = ("pesq_wb", "stoi", "si_sdr", "mel_distance", *(extra_metrics.keys() if hasattr(extra_metrics, "keys") else ()))
+    mean = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
     summary = {"name": codec.name, "num_files": len(rows), "total_seconds": seconds, **mean,
                "bitrate_kbps": bits / seconds / 1000, "nominal_kbps": codec.nominal_kbps,
                "x_realtime": seconds / wall if wall > 0 else float("inf")}

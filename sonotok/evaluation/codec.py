@@ -125,6 +125,7 @@ def evaluate(
     out_dir: str | os.PathLike | None = None,
     save_wavs: int = 0,
     verbose: bool = True,
+    extra_metrics=None,
 ) -> dict:
     """Encode and decode audio files one at a time and score the reconstructions.
 
@@ -140,6 +141,9 @@ def evaluate(
             to ``codec.encode(wav, num_codebooks=K)`` when it takes that argument, else the codes are
             truncated. ``None`` uses all of them.
         device: where to run the codec (it is moved there and put in eval mode).
+        extra_metrics: optional ``f(ref [T], est [T], sample_rate) -> {key: float}`` scored per file as well
+            (e.g. :class:`sonotok.metrics.perceptual.PerceptualMetrics`); its keys join each file's row
+            and the summary's means.
         out_dir: when given, write ``metrics.json``, ``spectrograms.png``, ``codebook_usage.png`` there.
         save_wavs: also write the first ``save_wavs`` reconstructions to ``out_dir/wavs/``.
         verbose: print the report table.
@@ -210,6 +214,7 @@ def evaluate(
                 "stoi": float(stoi(ref[0, 0], y[0, 0], sr)),
                 "si_sdr": float(si_sdr(ref[0, 0], y[0, 0])),
                 "mel_distance": float(mel_distance(ref[0, 0], y[0, 0], sr)),
+                **(extra_metrics(ref[0, 0], y[0, 0], sr) if extra_metrics is not None else {}),
                 "rtf_encode": (t1 - t0) / seconds,
                 "rtf_decode": (t2 - t1) / seconds,
             }
@@ -235,6 +240,8 @@ def evaluate(
         "num_files": len(files),
         "total_seconds": total_seconds,
         **{key: mean_finite(f[key] for f in files) for key in QUALITY_KEYS},
+        **{key: mean_finite(f[key] for f in files)
+           for key in (extra_metrics.keys() if hasattr(extra_metrics, "keys") else ())},
         "bitrate_kbps": bps / 1000,
         "nominal_bitrate_kbps": nominal_bitrate(frame_rate, k, codebook_size) / 1000,
         "entropy_bitrate_kbps": usage.entropy_bitrate(frame_rate) / 1000,
