@@ -42,6 +42,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--html", default=None, metavar="DIR",
                    help="write a listening page (players, spectrograms, metrics per file) to DIR")
     p.add_argument("--html-files", type=int, default=8, metavar="N", help="files on the listening page (default 8)")
+    p.add_argument("--perceptual", action="store_true",
+                   help="also score DNSMOS P.835 (signal / background / overall MOS of the output) and the speaker "
+                   "similarity of output and input (resemblyzer) per file, for the model and every --classic codec")
     p.add_argument("--no-measure", action="store_true",
                    help="skip timing the streaming artifact (TorchScript, CPU, 1 thread: real-time factor and "
                    "concurrent real-time streams at batch 64, a few seconds) in the cost section")
@@ -59,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
+        extra = None
+        if args.perceptual:
+            from sonotok.metrics.perceptual import PerceptualMetrics
+
+            extra = PerceptualMetrics(threads=torch.get_num_threads())
         codec = sonotok.load(args.model, map_location=device)
         result = evaluate(
             codec,
@@ -70,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
             out_dir=args.out,
             save_wavs=args.save_wavs,
             verbose=not args.json,
+            extra_metrics=extra,
         )
         files = [f["path"] for f in result["files"]]
         from sonotok.models.cost import codec_cost
@@ -102,11 +111,13 @@ def run(args: argparse.Namespace) -> int:
             result["classic"] = {}
             for spec in args.classic:
                 c = parse_classic(spec)
-                result["classic"][c.name] = evaluate_classic(c, files, codec.sample_rate, max_seconds=args.max_seconds)
+                result["classic"][c.name] = evaluate_classic(c, files, codec.sample_rate, max_seconds=args.max_seconds,
+                                                            extra_metrics=extra)
             if not args.json:
                 print("\nClassic codecs on the same files (delay-compensated, payload kbps):")
                 print(format_comparison({**ours, **{k: v["summary"] for k, v in result["classic"].items()}},
-                                        ["pesq_wb", "stoi", "si_sdr", "mel_distance", "bitrate_kbps"]))
+                                        ["pesq_wb", "stoi", "si_sdr", "mel_distance",
+                                         *(extra.keys() if extra is not None else ()), "bitrate_kbps"]))
         if args.html:
             from sonotok.evaluation.listening import write_listening_page
 

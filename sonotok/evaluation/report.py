@@ -121,10 +121,13 @@ def format_comparison(results: Mapping[str, Mapping], metrics: Sequence[str] | N
 
 def format_report(result: Mapping) -> str:
     """The printed report of :func:`evaluate`: per-file table with a mean row, summary, codebooks."""
-    file_cols = [("path", "file"), "duration", *QUALITY_KEYS, "rtf_encode", "rtf_decode"]
+    # learned metrics (sonotok.metrics.perceptual) when the evaluation scored them
+    perceptual = [k for k in ("dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "spk_sim")
+                  if result["files"] and k in result["files"][0]]
+    file_cols = [("path", "file"), "duration", *QUALITY_KEYS, *perceptual, "rtf_encode", "rtf_decode"]
     paths = [f["path"] for f in result["files"]]
     files = [dict(f, path=_short_path(p)) for f, p in zip(result["files"], _relative_paths(paths))]
-    mean_row = {"path": "MEAN", **{k: result["summary"].get(k) for k in QUALITY_KEYS}}
+    mean_row = {"path": "MEAN", **{k: result["summary"].get(k) for k in (*QUALITY_KEYS, *perceptual)}}
     mean_row["duration"] = result["summary"].get("total_seconds")
     mean_row["rtf_encode"] = result["summary"].get("rtf_encode")
     mean_row["rtf_decode"] = result["summary"].get("rtf_decode")

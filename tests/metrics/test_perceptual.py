@@ -68,3 +68,39 @@ def test_evaluators_carry_the_extra_metrics(metrics, tmp_path):
     row = res["files"][0]
     assert {"dnsmos_ovrl", "spk_sim"} <= set(row) and {"dnsmos_ovrl", "spk_sim"} <= set(res["summary"])
     assert row["spk_sim"] > 0.8  # Opus 12 kbps keeps the voice
+
+
+def test_eval_cli_perceptual_columns(tmp_path, monkeypatch, capsys):
+    import argparse
+    import json
+
+    import soundfile as sf
+
+    import sonotok
+    from sonotok.cli import eval as eval_cli
+
+    class Pcm8(torch.nn.Module):  # one 8-bit linear code per sample: keeps the voice, adds audible noise
+        sample_rate, hop_length, frame_rate, num_codebooks, codebook_size = 16000, 1, 16000.0, 1, 256
+
+        def __init__(self):
+            super().__init__()
+            self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+        def encode(self, wav):
+            return ((wav.clamp(-1, 1) + 1) * 127.5).round().long()
+
+        def decode(self, codes):
+            return codes.float() / 127.5 - 1
+
+    p = tmp_path / "june.wav"
+    sf.write(p, _wav(JUNE).numpy(), 16000)
+    monkeypatch.setattr(sonotok, "load", lambda path, map_location="cpu": Pcm8())
+    parser = argparse.ArgumentParser(prog="sonotok")
+    eval_cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["eval", "--model", "m", "--data", str(p), "--device", "cpu", "--perceptual",
+                              "--no-measure", "--json"])
+    assert args.func(args) == 0
+    res = json.loads(capsys.readouterr().out)
+    row = res["files"][0]
+    assert row["spk_sim"] > 0.9  # 8-bit PCM keeps the voice
+    assert 1.0 <= res["summary"]["dnsmos_ovrl"] <= 5.0
