@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     from sonotok.metrics.quality import pesq_wb, stoi
     from sonotok.model_io import load_model
     from sonotok.modules.pghi import rtpghi
-    from sonotok.modules.stft import ISTFTHead
+    from sonotok.modules.stft import CausalSTFT, ISTFTHead
 
     torch.set_num_threads(args.threads)
     codec = load_model(args.model).eval()
@@ -68,16 +68,17 @@ def main(argv=None) -> int:
     n_fft, hop, sr = head.n_fft, head.hop_length, codec.sample_rate
     caught = {}
     head.register_forward_hook(lambda mod, inp, out: caught.__setitem__("x", inp[0]))
-    ana = torch.hann_window(n_fft, periodic=True)
 
     def synth(spec: torch.Tensor, n: int) -> torch.Tensor:
         frames = torch.fft.irfft(spec, n=n_fft, dim=-1) * head.window  # [1, T, n_fft]
         return head._overlap_add(frames)[..., head.delay:][0, 0, :n]
 
+    # the input in the head's framing (frame t = samples [(t+1) hop - n_fft, (t+1) hop)): the encoder's STFT
+    stft = CausalSTFT(n_fft, hop, window="hann", features="complex")
+
     def analyse(x: torch.Tensor, frames: int) -> torch.Tensor:
-        """The input in the head's framing: frame t = samples [(t+1) hop - n_fft, (t+1) hop)."""
-        xp = torch.nn.functional.pad(x, (n_fft - hop, frames * hop - x.shape[-1]))
-        return torch.fft.rfft(xp.unfold(-1, n_fft, hop)[:frames] * ana, dim=-1)[None]  # [1, T, F]
+        s = stft(torch.nn.functional.pad(x, (0, frames * hop - x.shape[-1]))[None, None])  # [1, 2F, frames]
+        return torch.complex(s[:, : head.n_bins], s[:, head.n_bins:]).transpose(1, 2)  # [1, T, F]
 
     def with_phase(mag: torch.Tensor, phase) -> torch.Tensor:
         return torch.polar(mag.double(), torch.as_tensor(phase, dtype=torch.float64)).to(torch.complex64)
@@ -109,18 +110,14 @@ def main(argv=None) -> int:
         ph_pc = rtpghi(pm[0].numpy(), hop, n_fft, tol=args.tol, causal=True)
         t_pghi += time.perf_counter() - t1
         n_frames_total += frames
-        outs = {
-            "decoded": own,
-            "pred mag + RTPGHI causal": synth(with_phase(pm, ph_pc[None]), n),
-            "pred mag + RTPGHI look-ahead": synth(with_phase(pm, rtpghi(pm[0].numpy(), hop, n_fft, tol=args.tol,
-                                                                         causal=False)[None]), n),
-            "true mag + RTPGHI causal": synth(with_phase(tm, rtpghi(tm[0].numpy(), hop, n_fft, tol=args.tol,
-                                                                     causal=True)[None]), n),
-            "true mag + RTPGHI look-ahead": synth(with_phase(tm, rtpghi(tm[0].numpy(), hop, n_fft, tol=args.tol,
-                                                                         causal=False)[None]), n),
+        outs = {"decoded": own, "pred mag + RTPGHI causal": synth(with_phase(pm, ph_pc[None]), n)}
+        for name, mag, causal in (("pred mag + RTPGHI look-ahead", pm, False), ("true mag + RTPGHI causal", tm, True),
+                                  ("true mag + RTPGHI look-ahead", tm, False)):
+            outs[name] = synth(with_phase(mag, rtpghi(mag[0].numpy(), hop, n_fft, tol=args.tol, causal=causal)[None]), n)
+        outs.update({
             "pred mag + true phase": synth(with_phase(pm, true.angle()), n),
             "true mag + pred phase": synth(with_phase(tm, pred.angle()), n),
-        }
+        })
         for r, y in outs.items():
             per_file[r].append({"path": path, "pesq_wb": float(pesq_wb(x[None], y[None], sr)),
                                 "stoi": float(stoi(x[None], y[None], sr))})

@@ -54,15 +54,17 @@ class PerceptualMetrics:
                                   "(pip install speechmos onnxruntime)") from e
             import os
 
-            here = os.path.dirname(os.path.abspath(dm.__file__))
-            model = dm.DNSMOS(os.path.join(here, "dnsmos_models", "sig_bak_ovr.onnx"),
-                              os.path.join(here, "dnsmos_models", "model_v8.onnx"))
+            here = os.path.join(os.path.dirname(os.path.abspath(dm.__file__)), "dnsmos_models")
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
-            model.onnx_sess = ort.InferenceSession(model.primary_model_path, opts, providers=["CPUExecutionProvider"])
-            model.p808_onnx_sess = ort.InferenceSession(os.path.join(here, "dnsmos_models", "model_v8.onnx"), opts,
-                                                        providers=["CPUExecutionProvider"])
+            # speechmos's DNSMOS scorer with our thread settings: its __init__ would open both ONNX sessions
+            # with default (all-core) options, so build it without and open them once here
+            model = dm.DNSMOS.__new__(dm.DNSMOS)
+            model.primary_model_path = os.path.join(here, "sig_bak_ovr.onnx")
+            model.onnx_sess, model.p808_onnx_sess = (
+                ort.InferenceSession(os.path.join(here, name), opts, providers=["CPUExecutionProvider"])
+                for name in ("sig_bak_ovr.onnx", "model_v8.onnx"))
             self._dnsmos = model
         if speaker:
             try:
