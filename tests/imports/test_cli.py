@@ -10,7 +10,7 @@ import torch
 from sonotok.cli import main
 
 
-def test_import_writes_a_model_directory_every_command_accepts(encodec_ref, tmp_path, capsys):
+def test_import_writes_a_model_directory_every_command_accepts(encodec_ref, tmp_path, capsys, assert_codes_match):
     out = tmp_path / "encodec"
     assert main(["import", "encodec_24khz", str(encodec_ref.checkpoint), "--out", str(out), "--bandwidth", "3"]) == 0
     printed = capsys.readouterr().out
@@ -29,7 +29,11 @@ def test_import_writes_a_model_directory_every_command_accepts(encodec_ref, tmp_
     codes_dir = tmp_path / "codes"
     assert main(["tokenize", "--model", str(out), str(audio_dir), "--out", str(codes_dir)]) == 0
     codes = np.load(next(codes_dir.rglob("*.npy")))
-    assert np.array_equal(codes, encodec_ref["codes/3.0/speech/9000"][0].numpy())
+    from sonotok.model_io import load_model
+
+    ref = encodec_ref["codes/3.0/speech/9000"]
+    # the reference's codes on every frame that is not a float near-tie on this CPU (tests/imports/conftest.py)
+    assert assert_codes_match(codes, ref, load_model(out), torch.from_numpy(wav)[None, None], "CLI tokenize") <= 1
 
     art = tmp_path / "artifacts"
     capsys.readouterr()

@@ -39,7 +39,8 @@ def test_codes_and_audio_match_reference_at_every_length(dac_ref, dac_model, ass
             ref_audio = dac_ref[f"audio/{sig}/{n}"]
             assert audio.shape == ref_audio.shape
             assert (audio - ref_audio).abs().max() < 1e-4
-    assert differ == 0  # identical on this machine; elsewhere only float near-ties may move
+    # 0 where the fixtures were written; on another CPU only near-tie frames move (checked per call), and few
+    assert differ <= 0.02 * assert_codes_match.frames, f"{differ} of {assert_codes_match.frames} frames differ"
     assert len(torch.unique(dac_ref[f"codes/noise/{dac_ref.meta['lengths'][-1]}"][0, 1])) > 10
 
 

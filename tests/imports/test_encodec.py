@@ -38,7 +38,8 @@ def test_codes_identical_to_reference_at_every_bandwidth_signal_and_length(encod
                 differ += assert_codes_match(codes, ref, model, wav, f"{bw} kbps, {sig}, {n} samples")
                 checked += 1
     assert checked == len(imported) * 2 * len(encodec_ref.meta["lengths"])
-    assert differ == 0  # same torch build and CPU as the fixture: identical; elsewhere only near-ties may move
+    # 0 where the fixtures were written; on another CPU only near-tie frames move (checked per call), and few
+    assert differ <= 0.02 * assert_codes_match.frames, f"{differ} of {assert_codes_match.frames} frames differ"
     # the fixture is not degenerate: codes use many entries
     assert len(torch.unique(encodec_ref["codes/3.0/noise/9000"][0, 1])) > 10
 
@@ -146,10 +147,16 @@ def test_failed_import_keeps_an_existing_model_directory(encodec_ref, tmp_path):
     assert {p.name: p.read_bytes() for p in good.iterdir()} == before
 
 
-def test_batched_encoding_keeps_the_reference_codes_of_partial_last_frames(encodec_ref, imported):
+def test_batched_encoding_keeps_the_reference_codes_of_partial_last_frames(encodec_ref, imported, assert_codes_match):
     model = imported[max(imported)]
     bw = max(imported)
     lengths = [n for n in encodec_ref.meta["lengths"] if n % 320]  # partial last frames
     wavs = [encodec_ref["input/speech"][0, :, :n] for n in lengths]
-    for codes, n in zip(model.encode_batch(wavs), lengths):
-        assert torch.equal(codes, encodec_ref[f"codes/{bw}/speech/{n}"][0])
+    batched = model.encode_batch(wavs)
+    differ = 0
+    for codes, wav, n in zip(batched, wavs, lengths):
+        ref = encodec_ref[f"codes/{bw}/speech/{n}"][0]
+        assert codes.shape == ref.shape, f"{n} samples: {tuple(codes.shape)} != {tuple(ref.shape)}"
+        assert torch.equal(codes, model.encode(wav[None])[0]), f"{n} samples: batched != one by one"
+        differ += assert_codes_match(codes, ref, model, wav[None], f"{n} samples")
+    assert differ <= 0.02 * assert_codes_match.frames

@@ -29,7 +29,8 @@ def test_offline_codes_and_audio_match_moshi(mimi_ref, mimi, assert_codes_match)
                 ref = mimi_ref[f"codes/{k}/{sig}/{n}"]
                 wav = mimi_ref[f"input/{sig}"][..., :n]
                 differ += assert_codes_match(model.encode(wav), ref, model, wav, f"k={k} {sig} {n}")
-    assert differ == 0  # identical on this machine; elsewhere only float near-ties may move
+    # 0 where the fixtures were written; on another CPU only near-tie frames move (checked per call), and few
+    assert differ <= 0.02 * assert_codes_match.frames, f"{differ} of {assert_codes_match.frames} frames differ"
     k = max(mimi)
     for sig in mimi_ref.meta["signals"]:
         for n in mimi_ref.meta["lengths"]:
