@@ -29,7 +29,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # System-wide Debian packages (needs root, as on CI): the Asterisk G.722 prompts and hold music that tests,
-# benchmarks and augmentation read from /usr/share/asterisk, the Opus / Codec2 baselines, Chromium (the listening-page test) and flite (the opt-in synthetic voices and the forced-alignment test). The corpus's
+# benchmarks and augmentation read from /usr/share/asterisk, the Opus / Codec2 baselines, Chromium (the
+# listening-page test) and flite (the opt-in synthetic voices and the forced-alignment test). The corpus's
 # other speech packages (tuxpaint-stamps-default, fillets-ng-data*, festvox-ru, klettres-data, ...) are not
 # installed: `sonotok corpus build` fetches them itself, without root, into ~/.cache/sonotok/debian
 # (apt-get download + dpkg-deb -x), and so do the tests that need a few of them.
