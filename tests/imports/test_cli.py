@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from sonotok.cli import main
+from sonotok.model_io import load_model
 
 
 def test_import_writes_a_model_directory_every_command_accepts(encodec_ref, tmp_path, capsys, assert_codes_match):
@@ -29,8 +30,6 @@ def test_import_writes_a_model_directory_every_command_accepts(encodec_ref, tmp_
     codes_dir = tmp_path / "codes"
     assert main(["tokenize", "--model", str(out), str(audio_dir), "--out", str(codes_dir)]) == 0
     codes = np.load(next(codes_dir.rglob("*.npy")))
-    from sonotok.model_io import load_model
-
     ref = encodec_ref["codes/3.0/speech/9000"]
     # the reference's codes on every frame that is not a float near-tie on this CPU (tests/imports/conftest.py)
     assert assert_codes_match(codes, ref, load_model(out), torch.from_numpy(wav)[None, None], "CLI tokenize") <= 1
